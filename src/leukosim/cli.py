@@ -1,0 +1,100 @@
+"""The ``leukosim`` command: run a protocol, list protocols and parameters, export the protocol schema."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from .model.registry import PARAMETERS, default_parameters
+from .protocol.load import ProtocolError, bundled_protocols, load_protocol, protocol_json_schema
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="leukosim: in-silico trials of pediatric B-ALL immunotherapy. RESEARCH USE ONLY.")
+console = Console()
+errors = Console(stderr=True)
+
+NOTICE = "Research use only: not a medical device, not advice for any individual patient."
+
+
+def _fail(message: str) -> None:
+    errors.print(f"[bold red]error:[/] {message}", highlight=False, markup=True)
+    raise typer.Exit(code=2)
+
+
+@app.command()
+def run(
+    protocol: str = typer.Argument(..., help="bundled protocol name (see `leukosim protocols`) or a YAML file"),
+    patients: int = typer.Option(1000, "--patients", "-n", min=1, help="number of virtual patients"),
+    seed: int = typer.Option(0, "--seed", "-s", min=0, help="random seed"),
+    out: Path = typer.Option(None, "--out", "-o", help="run directory (default: runs/<protocol>-seed<seed>)"),
+) -> None:
+    """Simulate PROTOCOL in a virtual population and write a run directory."""
+    from .io.rundir import write_run
+    from .trial import simulate_trial
+
+    try:
+        spec = load_protocol(protocol)
+    except ProtocolError as error:
+        _fail(str(error))
+        return
+    out = out or Path("runs") / f"{spec.name}-seed{seed}"
+    console.print(f"[bold]{spec.title}[/] - {patients} virtual patients, seed {seed}")
+    with Progress(TextColumn("simulating"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console, transient=True) as bar:
+        task = bar.add_task("simulating", total=patients)
+        result = simulate_trial(spec, patients, seed, progress=lambda done: bar.advance(task, done))
+    write_run(result, out)
+    _print_summary(result.summary())
+    console.print(f"{result.timings['patients_per_s']:.0f} patients/s; results in {out}")
+    console.print(f"[dim]{NOTICE}[/]")
+
+
+def _print_summary(summary) -> None:  # noqa: ANN001 (pandas DataFrame)
+    for arm, group in summary.groupby("arm", sort=False):
+        table = Table(title=f"arm: {arm}", show_lines=False)
+        table.add_column("endpoint")
+        table.add_column("value", justify="right")
+        table.add_column("n", justify="right")
+        for row in group.itertuples():
+            value = f"{row.value:.0f}" if row.endpoint in ("patients", "failed_simulations") else f"{row.value:.1%}"
+            table.add_row(row.endpoint, value, str(row.n))
+        console.print(table)
+
+
+@app.command()
+def protocols() -> None:
+    """List the bundled protocols."""
+    table = Table("name", "title")
+    for name in bundled_protocols():
+        table.add_row(name, load_protocol(name).title)
+    console.print(table)
+
+
+@app.command()
+def params(calibratable: bool = typer.Option(False, "--calibratable", help="only parameters calibration may move"),
+           ) -> None:
+    """Print the parameter registry: value, unit, variability, calibration flag and source."""
+    values = default_parameters()
+    table = Table("name", "value", "unit", "IIV CV", "calibrate", "source", title=f"parameter set {values.name}")
+    for parameter in PARAMETERS:
+        if calibratable and not parameter.calibrate:
+            continue
+        table.add_row(parameter.name, f"{values[parameter.name]:.4g}", parameter.unit,
+                      f"{parameter.iiv_cv:.0%}" if parameter.iiv_cv else "", "yes" if parameter.calibrate else "no",
+                      parameter.source)
+    console.print(table)
+
+
+@app.command()
+def schema(out: Path = typer.Option(None, "--out", "-o", help="write to a file instead of stdout")) -> None:
+    """Export the protocol file schema (JSON Schema)."""
+    text = json.dumps(protocol_json_schema(), indent=2)
+    if out is None:
+        typer.echo(text)
+    else:
+        out.write_text(text + "\n")

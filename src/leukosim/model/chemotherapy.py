@@ -1,0 +1,54 @@
+"""Chemotherapy as block-wise kill: each regimen of a protocol phase kills leukemia (scaled by the
+patient's chemosensitivity), T cells, B cells and normal haematopoiesis at constant rates while it runs,
+and raises the hazard of death from infection. Lymphodepleting agents (fludarabine, cyclophosphamide)
+act on the day of each dose, in proportion to the dose in mg/m2."""
+
+from __future__ import annotations
+
+from .parameter import Parameter
+
+REGIMENS = ("prephase", "induction", "consolidation", "reinduction", "intensive_block", "maintenance")
+EFFECTS = ("leukemia_kill", "t_cell_kill", "b_cell_kill", "marrow_kill", "infection_hazard")
+AGENTS = ("fludarabine", "cyclophosphamide")
+
+# leukemia, T, B, marrow kill (1/day); infection death hazard (1/day)
+_REGIMEN_VALUES = {
+    "prephase": (0.30, 0.05, 0.20, 0.02, 1.0e-4),
+    "induction": (0.38, 0.05, 0.20, 0.10, 4.0e-4),
+    "consolidation": (0.20, 0.05, 0.10, 0.10, 2.0e-4),
+    "reinduction": (0.30, 0.05, 0.15, 0.10, 3.0e-4),
+    "intensive_block": (0.45, 0.10, 0.20, 0.20, 1.0e-3),
+    "maintenance": (0.09, 0.01, 0.02, 0.01, 2.0e-5),
+}
+_REGIMEN_SOURCES = {
+    "leukemia_kill": "[D] 4-5 logs in 33 days of induction above net growth 0.07/day (model_literature §1.2); "
+                     "other blocks scaled by intensity [U]",
+    "t_cell_kill": "assumption [U]",
+    "b_cell_kill": "assumption: steroid/antimetabolite B-precursor toxicity [U]",
+    "marrow_kill": "assumption [U]",
+    "infection_hazard": "assumption: ~1-3% infectious deaths per intensive block (AALL1331 T3 context) [U]",
+}
+_UNITS = {"infection_hazard": "1/day"}
+
+# per reference dose on the day of administration: leukemia, T, B, marrow kill (1/day); infection hazard
+_AGENT_VALUES = {
+    "fludarabine": (30.0, (0.10, 1.20, 1.20, 0.20, 1.0e-4)),
+    "cyclophosphamide": (500.0, (0.40, 0.80, 0.80, 0.50, 1.0e-4)),
+}
+
+PARAMETERS = tuple(
+    Parameter(f"chemo_{regimen}_{effect}", value, _UNITS.get(effect, "1/day"), _REGIMEN_SOURCES[effect],
+              True, f"{effect.replace('_', ' ')} during a {regimen.replace('_', ' ')} block")
+    for regimen, values in _REGIMEN_VALUES.items()
+    for effect, value in zip(EFFECTS, values)
+) + tuple(
+    Parameter(f"{agent}_{effect}", value, "1/day",
+              f"assumption: per {reference:g} mg/m2 dose on its day; Flu/Cy lymphodepletion (Kymriah label) [U]",
+              True, f"{effect.replace('_', ' ')} per reference dose of {agent}")
+    for agent, (reference, values) in _AGENT_VALUES.items()
+    for effect, value in zip(EFFECTS, values)
+) + tuple(
+    Parameter(f"{agent}_reference_dose", reference, "mg/m2", "Kymriah label lymphodepletion dose [P]", False,
+              f"reference daily dose of {agent}")
+    for agent, (reference, _) in _AGENT_VALUES.items()
+)

@@ -1,0 +1,55 @@
+"""Leukemia in four antigen classes competing for marrow space with normal haematopoiesis.
+
+Classes: CD19+CD22+ (bulk), CD19- (CD19 loss / epitope loss), CD22-low, and double-negative
+(lineage switch). Per-capita birth and death follow a linear birth-death process so the
+extinction layer (``engine/extinction.py``) can use the same rates (model_literature.md §1, §6, §9).
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+from .parameter import Parameter
+
+CLASS_NAMES = ("CD19+CD22+", "CD19-", "CD22-low", "lineage-switch")
+#: Which classes carry CD19 / CD22 at full density (used by CAR-T, blinatumomab and inotuzumab).
+CD19_POSITIVE = np.array([True, False, True, False])
+CD22_POSITIVE = np.array([True, True, False, False])
+
+PARAMETERS = (
+    Parameter("leukemia_net_growth", 0.069, "1/day", "Br J Haematol 1997;98:999 (6.9 +/- 7.3 %/day) [P]", True,
+              "untreated net expansion rate of leukemic cells", iiv_cv=0.6, bounds=(0.005, 0.3)),
+    Parameter("leukemia_death_rate", 0.04, "1/day", "Br J Haematol 1997;98:999 (apoptosis ~4 %/day) [P]", False,
+              "baseline per-capita death (apoptosis) of leukemic cells"),
+    Parameter("marrow_cells_per_kg", 1.04e10, "cells/kg", "Harrison 1962 J Clin Pathol 15:254 (59Fe method) [P]",
+              False, "total nucleated marrow cells per kg body weight at 100% cellularity"),
+    Parameter("switch_cd19_loss", 1.0e-12, "1/day", "none: calibrate to CD19- relapse share (Lamble 2023) [U]",
+              True, "rate of CD19 loss per CD19+CD22+ cell", bounds=(1e-15, 1e-6)),
+    Parameter("switch_cd22_low", 1.0e-12, "1/day", "none: calibrate (CD22 modulation, Front Immunol 2023) [U]", True,
+              "rate of CD22 down-modulation per CD19+CD22+ cell", bounds=(1e-15, 1e-6)),
+    Parameter("switch_lineage", 1.0e-13, "1/day", "none: calibrate to 7% lineage switch (Lamble 2023) [U]", True,
+              "rate of lineage switch (double-negative) per CD19+CD22+ cell", bounds=(1e-16, 1e-7)),
+    Parameter("blood_to_marrow_mrd_ratio", 0.1, "-", "BCP-ALL PB MRD ~1 log below BM (cuni.cz abstract) [P]", True,
+              "MRD in peripheral blood relative to marrow"),
+    Parameter("normal_marrow_regrowth", 0.15, "1/day", "assumption: neutrophil recovery 2-3 weeks after a block [U]",
+              True, "regrowth rate of normal haematopoiesis into free marrow space"),
+    Parameter("count_recovery_fraction", 0.5, "-", "assumption: ANC >= 1000/uL ~ half of normal output [U]", True,
+              "normal haematopoiesis (fraction of its capacity) that counts as count recovery (CR vs CRi)"),
+)
+
+
+def marrow_cellularity(age_years: np.ndarray) -> np.ndarray:
+    """Fraction of marrow space that is cellular, by age (pediatric iliac-crest series: 79.8% <2 y,
+    68.6% 2-4 y, 59.1% 5-9 y, ~60% 10-18 y; 'Pediatric Bone Marrow Cellularity', scilit abstract [P])."""
+    age = np.asarray(age_years, dtype=np.float64)
+    return np.select([age < 2, age < 5, age < 10], [0.798, 0.686, 0.591], default=0.60)
+
+
+@numba.njit(cache=True, inline="always", error_model="numpy")
+def leukemia_birth_rate(net_growth: float, death_rate: float, occupancy: float) -> float:
+    """Per-capita birth rate (1/day): intrinsic birth slowed by marrow occupancy (logistic competition)."""
+    free = 1.0 - occupancy
+    if free < 0.0:
+        free = 0.0
+    return (net_growth + death_rate) * free

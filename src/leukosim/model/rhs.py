@@ -1,0 +1,262 @@
+"""The model's right-hand side and its observables, composed from the mechanisms.
+
+``derivatives`` is the one place where the mechanisms meet; each term cites the mechanism module
+that owns its parameters. Time is in days, cells are whole-body counts (ln scale), drug amounts in
+ug (blinatumomab, analytic) or mg (inotuzumab)."""
+
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+
+from .blinatumomab import blinatumomab_amount
+from .disease import leukemia_birth_rate
+from .inotuzumab import emax
+from .layout import (
+    C_ALIVE, C_BLIN_AMOUNT, C_BLIN_RATE, C_BLIN_TIME, C_CAR_PRESENT, C_HSCT_TIME, C_INO_FIRST,
+    C_STEROID_TIME, C_TOCILIZUMAB_TIME, D, N_CLASSES, S_B_MATURE, S_B_PRECURSOR, S_CAR_EFFECTOR,
+    S_CAR_EXHAUSTED, S_CAR_MEMORY, S_EXTINCTION, S_HAZARD_INFECTION, S_HAZARD_SOS, S_HAZARD_TRM,
+    S_INO_CENTRAL, S_INO_PERIPHERAL, S_LEUKEMIA, S_LIVER_INJURY, S_MARROW, S_T_ACTIVE, S_T_RESTING,
+    U_B_KILL, U_INFECTION, U_LEUKEMIA_KILL, U_MARROW_KILL, U_T_KILL,
+)
+from .registry import INDEX
+from .t_cells import hill
+
+# registry indices are module constants so numba folds them
+_NET_GROWTH = INDEX["leukemia_net_growth"]
+_DEATH = INDEX["leukemia_death_rate"]
+_SW19 = INDEX["switch_cd19_loss"]
+_SW22 = INDEX["switch_cd22_low"]
+_SWLS = INDEX["switch_lineage"]
+_MARROW_REGROWTH = INDEX["normal_marrow_regrowth"]
+_B_MAT = INDEX["b_maturation_rate"]
+_B_APOP = INDEX["b_precursor_apoptosis"]
+_B_DEATH = INDEX["b_mature_death"]
+_T_HOMEO = INDEX["t_homeostatic_rate"]
+_T_MARROW = INDEX["t_marrow_fraction"]
+_ACT_RATE = INDEX["blin_t_activation_rate"]
+_VM_T = INDEX["blin_vm_t"]
+_KM_BT = INDEX["blin_km_bt"]
+_HILL_BT = INDEX["blin_hill_bt"]
+_EC50_ACT = INDEX["blin_ec50_activation"]
+_DEACT = INDEX["t_deactivation_rate"]
+_TA_APOP = INDEX["t_activated_apoptosis"]
+_TA_PROLIF = INDEX["t_activated_proliferation"]
+_KILL_RATE = INDEX["blin_kill_rate"]
+_MARROW_EFF = INDEX["blin_marrow_kill_efficiency"]
+_VM_B = INDEX["blin_vm_b"]
+_KM_TB = INDEX["blin_km_tb"]
+_HILL_TB = INDEX["blin_hill_tb"]
+_EC50_KILL = INDEX["blin_ec50_kill"]
+_CAR_RHO = INDEX["car_expansion_rate"]
+_CAR_ALPHA = INDEX["car_contraction_rate"]
+_CAR_EM = INDEX["car_memory_formation"]
+_CAR_BETA = INDEX["car_memory_decay"]
+_CAR_ME = INDEX["car_memory_reactivation"]
+_CAR_EX = INDEX["car_exhaustion_rate"]
+_CAR_XDEATH = INDEX["car_exhausted_death"]
+_CAR_EC50 = INDEX["car_antigen_ec50"]
+_CAR_KILL = INDEX["car_kill_max"]
+_CAR_KC = INDEX["car_kill_half_saturation"]
+_INO_Q = INDEX["ino_intercompartmental_clearance"]
+_INO_VP = INDEX["ino_peripheral_volume"]
+_INO_KILL = INDEX["ino_kill_max"]
+_INO_EC50 = INDEX["ino_ec50"]
+_INO_LOW = INDEX["ino_ec50_cd22_low_factor"]
+_LIVER_IN = INDEX["liver_injury_rate"]
+_LIVER_OUT = INDEX["liver_repair_rate"]
+_GVL = INDEX["gvl_kill_max"]
+_GVL_ONSET = INDEX["gvl_onset_days"]
+_TRM = INDEX["trm_hazard"]
+_TRM_DECAY = INDEX["trm_decay_days"]
+_TRM_SECOND = INDEX["trm_second_transplant_factor"]
+_IL6_BASE = INDEX["il6_baseline"]
+_IL6_KILL = INDEX["il6_per_kill"]
+_IL6_ACT = INDEX["il6_per_activation"]
+_SOS_INJURY = INDEX["sos_hazard_per_injury"]
+_SOS_TX = INDEX["sos_transplant_factor"]
+_SOS_TX_BASE = INDEX["sos_transplant_baseline"]
+
+_WEIGHT = D["weight_kg"]
+_CAPACITY = D["marrow_capacity"]
+_B_SOURCE = D["b_source"]
+_T_NORMAL = D["t_normal"]
+_SPACE = D["lymphocyte_space"]
+_MARROW_NORMAL = D["marrow_normal"]
+_BLIN_K = D["blin_elimination"]
+_BLIN_V = D["blin_volume"]
+_INO_CLSS = D["ino_clearance_ss"]
+_INO_CLT = D["ino_clearance_time"]
+_INO_KDES = D["ino_decay"]
+_INO_VC = D["ino_central_volume"]
+_CHEMOSENS = D["chemosensitivity"]
+_FITNESS = D["t_cell_fitness"]
+_PRIOR_HSCT = D["prior_hsct"]
+
+#: Classes carrying CD19 (CAR-T and blinatumomab targets) and full-density CD22 (inotuzumab).
+_CD19 = (1.0, 0.0, 1.0, 0.0)
+_CD22 = (1.0, 1.0, 0.0, 0.0)
+_SOS_WINDOW_DAYS = 21.0  # modified Seattle / Baltimore windows after HSCT (calibration_targets C5)
+
+
+@numba.njit(cache=True, error_model="numpy")
+def blinatumomab_concentration(t: float, p: np.ndarray, c: np.ndarray) -> float:
+    """Blinatumomab plasma concentration (ng/mL = ug/L) at time t, from the last rate change."""
+    amount = blinatumomab_amount(c[C_BLIN_AMOUNT], c[C_BLIN_RATE], p[_BLIN_K], t - c[C_BLIN_TIME])
+    return amount / p[_BLIN_V]
+
+
+@numba.njit(cache=True, error_model="numpy")
+def inotuzumab_concentration(y: np.ndarray, p: np.ndarray) -> float:
+    """Inotuzumab plasma concentration (ng/mL)."""
+    return 1000.0 * y[S_INO_CENTRAL] / p[_INO_VC]
+
+
+@numba.njit(cache=True, error_model="numpy")
+def derivatives(t: float, y: np.ndarray, p: np.ndarray, u: np.ndarray, c: np.ndarray,
+                dy: np.ndarray, death: np.ndarray) -> float:
+    """Fill ``dy`` (d state / d day) and ``death`` (per-capita death rate of each leukemic class, 1/day,
+    used by the extinction layer); return serum IL-6 (pg/mL, quasi-steady state)."""
+    weight = p[_WEIGHT]
+    capacity = p[_CAPACITY]
+
+    leukemia = np.zeros(N_CLASSES)
+    total_leukemia = 0.0
+    cd19_leukemia = 0.0
+    for k in range(N_CLASSES):
+        if c[C_ALIVE + k] > 0.5:
+            leukemia[k] = math.exp(y[S_LEUKEMIA + k])
+            total_leukemia += leukemia[k]
+            cd19_leukemia += _CD19[k] * leukemia[k]
+    b_pre = math.exp(y[S_B_PRECURSOR])
+    b_mat = math.exp(y[S_B_MATURE])
+    marrow = math.exp(y[S_MARROW])
+    t_rest = math.exp(y[S_T_RESTING])
+    t_act = math.exp(y[S_T_ACTIVE])
+    car_present = c[C_CAR_PRESENT] > 0.5
+    car_e = math.exp(y[S_CAR_EFFECTOR]) if car_present else 0.0
+    car_m = math.exp(y[S_CAR_MEMORY]) if car_present else 0.0
+    car_x = math.exp(y[S_CAR_EXHAUSTED]) if car_present else 0.0
+    car_total = car_e + car_m + car_x
+    lymphocytes = t_rest + t_act + car_total
+
+    # drug exposure
+    blin = blinatumomab_concentration(t, p, c)
+    ino = inotuzumab_concentration(y, p)
+    fitness = p[_FITNESS]
+
+    # blinatumomab pharmacodynamics (t_cells.py): activation by target:T ratio, kill by T:target ratio
+    cd19_targets = cd19_leukemia + b_pre + b_mat
+    activation = 0.0
+    blin_marrow_kill = 0.0
+    blin_blood_kill = 0.0
+    if blin > 0.0:
+        drug_act = blin / (blin + p[_EC50_ACT])
+        activation = p[_ACT_RATE] * p[_VM_T] * hill(cd19_targets / t_rest, p[_KM_BT], p[_HILL_BT]) * drug_act
+        drug_kill = blin / (blin + p[_EC50_KILL])
+        marrow_targets = cd19_leukemia + b_pre
+        if marrow_targets > 0.0:
+            ratio = p[_T_MARROW] * t_act / marrow_targets
+            blin_marrow_kill = (p[_KILL_RATE] * p[_MARROW_EFF] * p[_VM_B] * fitness
+                                * hill(ratio, p[_KM_TB], p[_HILL_TB]) * drug_kill)
+        blin_blood_kill = (p[_KILL_RATE] * p[_VM_B] * fitness
+                           * hill(t_act / b_mat, p[_KM_TB] * p[_MARROW_EFF], p[_HILL_TB]) * drug_kill)
+
+    # CAR-T kill of CD19+ cells (car_t.py)
+    car_kill = p[_CAR_KILL] * car_e / (p[_CAR_KC] + car_e) if car_present else 0.0
+
+    # transplant: graft-versus-leukemia (transplant.py)
+    gvl = 0.0
+    since_hsct = -1.0
+    if c[C_HSCT_TIME] >= 0.0:
+        since_hsct = t - c[C_HSCT_TIME]
+        gvl = p[_GVL] * (1.0 - math.exp(-since_hsct / p[_GVL_ONSET]))
+
+    # leukemia (disease.py) and its extinction layer (engine/extinction.py)
+    birth = leukemia_birth_rate(p[_NET_GROWTH], p[_DEATH], total_leukemia / capacity)
+    chemo = u[U_LEUKEMIA_KILL] * p[_CHEMOSENS]
+    ino_effect = p[_INO_KILL] * emax(ino, p[_INO_EC50])
+    ino_effect_low = p[_INO_KILL] * emax(ino, p[_INO_EC50] * p[_INO_LOW])
+    switch = (0.0, p[_SW19], p[_SW22], p[_SWLS])
+    switch_total = p[_SW19] + p[_SW22] + p[_SWLS]
+    kill_flux = 0.0
+    for k in range(N_CLASSES):
+        immune = _CD19[k] * (car_kill + blin_marrow_kill)
+        ino_k = ino_effect if _CD22[k] > 0.5 else (ino_effect_low if k == 2 else 0.0)
+        death[k] = p[_DEATH] + chemo + immune + ino_k + gvl
+        rate = birth - death[k]
+        if k == 0:
+            rate -= switch_total
+        elif c[C_ALIVE] > 0.5 and leukemia[k] > 0.0:
+            rate += switch[k] * leukemia[0] / leukemia[k]
+        if c[C_ALIVE + k] > 0.5:
+            dy[S_LEUKEMIA + k] = rate
+            dy[S_EXTINCTION + k] = death[k] * math.exp(-y[S_LEUKEMIA + k] - y[S_EXTINCTION + k])
+            kill_flux += immune * leukemia[k]
+        else:
+            dy[S_LEUKEMIA + k] = 0.0
+            dy[S_EXTINCTION + k] = 0.0
+
+    # normal haematopoiesis and B lineage (disease.py, b_lineage.py)
+    free_marrow = 1.0 - (total_leukemia + marrow + b_pre) / capacity
+    dy[S_MARROW] = p[_MARROW_REGROWTH] * free_marrow - u[U_MARROW_KILL]
+    b_source = p[_B_SOURCE] * min(1.0, marrow / p[_MARROW_NORMAL]) * max(0.0, 1.0 - total_leukemia / capacity)
+    b_immune_marrow = car_kill + blin_marrow_kill
+    b_immune_blood = car_kill + blin_blood_kill
+    dy[S_B_PRECURSOR] = (b_source / b_pre - p[_B_MAT] - p[_B_APOP] - u[U_B_KILL] - b_immune_marrow - ino_effect)
+    dy[S_B_MATURE] = p[_B_MAT] * b_pre / b_mat - p[_B_DEATH] - u[U_B_KILL] - b_immune_blood - ino_effect
+    kill_flux += b_immune_marrow * b_pre + b_immune_blood * b_mat
+
+    # endogenous T cells (t_cells.py)
+    homeostasis = p[_T_HOMEO] * (1.0 - lymphocytes / p[_T_NORMAL])
+    dy[S_T_RESTING] = homeostasis - activation + p[_DEACT] * t_act / t_rest - u[U_T_KILL]
+    space = max(0.0, 1.0 - lymphocytes / p[_SPACE])
+    proliferation = p[_TA_PROLIF] * fitness * space * (blin / (blin + p[_EC50_ACT]) if blin > 0.0 else 0.0)
+    dy[S_T_ACTIVE] = activation * t_rest / t_act - p[_DEACT] - p[_TA_APOP] + proliferation - u[U_T_KILL]
+
+    # CAR-T (car_t.py): antigen = CD19+ leukemia and normal B cells
+    if car_present:
+        signal = cd19_targets / (cd19_targets + p[_CAR_EC50])
+        dy[S_CAR_EFFECTOR] = (p[_CAR_RHO] * signal * space - p[_CAR_ALPHA] * (1.0 - signal) - p[_CAR_EM]
+                              - p[_CAR_EX] * signal + p[_CAR_ME] * signal * car_m / car_e - u[U_T_KILL])
+        dy[S_CAR_MEMORY] = p[_CAR_EM] * car_e / car_m - p[_CAR_BETA] - p[_CAR_ME] * signal - u[U_T_KILL]
+        dy[S_CAR_EXHAUSTED] = p[_CAR_EX] * signal * car_e / car_x - p[_CAR_XDEATH] - u[U_T_KILL]
+    else:
+        dy[S_CAR_EFFECTOR] = 0.0
+        dy[S_CAR_MEMORY] = 0.0
+        dy[S_CAR_EXHAUSTED] = 0.0
+
+    # inotuzumab two-compartment PK with time-dependent clearance (inotuzumab.py)
+    clearance = p[_INO_CLSS]
+    if c[C_INO_FIRST] >= 0.0:
+        clearance += p[_INO_CLT] * math.exp(-p[_INO_KDES] * (t - c[C_INO_FIRST]))
+    central = y[S_INO_CENTRAL]
+    peripheral = y[S_INO_PERIPHERAL]
+    dy[S_INO_CENTRAL] = -(clearance + p[_INO_Q]) / p[_INO_VC] * central + p[_INO_Q] / p[_INO_VP] * peripheral
+    dy[S_INO_PERIPHERAL] = p[_INO_Q] / p[_INO_VC] * central - p[_INO_Q] / p[_INO_VP] * peripheral
+    dy[S_LIVER_INJURY] = p[_LIVER_IN] * ino - p[_LIVER_OUT] * y[S_LIVER_INJURY]
+
+    # death and SOS hazards (chemotherapy.py, transplant.py, toxicity.py)
+    dy[S_HAZARD_INFECTION] = u[U_INFECTION]
+    trm = 0.0
+    sos = p[_SOS_INJURY] * y[S_LIVER_INJURY]
+    if since_hsct >= 0.0:
+        trm = p[_TRM] * math.exp(-since_hsct / p[_TRM_DECAY])
+        if p[_PRIOR_HSCT] > 0.5:
+            trm *= p[_TRM_SECOND]
+        if since_hsct < _SOS_WINDOW_DAYS:
+            sos = sos * p[_SOS_TX] + p[_SOS_TX_BASE]
+    dy[S_HAZARD_TRM] = trm
+    dy[S_HAZARD_SOS] = sos
+
+    return p[_IL6_BASE] + (p[_IL6_KILL] * kill_flux + p[_IL6_ACT] * activation * t_rest) / weight
+
+
+@numba.njit(cache=True, error_model="numpy")
+def steroid_or_tocilizumab_active(t: float, c: np.ndarray) -> tuple[bool, bool]:
+    """Whether tocilizumab (14-day IL-6R blockade) and corticosteroids (7 days) act at time t."""
+    toci = c[C_TOCILIZUMAB_TIME] >= 0.0 and t - c[C_TOCILIZUMAB_TIME] < 14.0
+    steroid = c[C_STEROID_TIME] >= 0.0 and t - c[C_STEROID_TIME] < 7.0
+    return toci, steroid

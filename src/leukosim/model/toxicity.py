@@ -1,0 +1,85 @@
+"""Cytokines and toxicity: IL-6 in quasi-steady state (half-life 20 min, Hosseini 2020) produced by
+target killing and T-cell activation; a symptom layer mapping IL-6 to fever, hypotension, hypoxia and
+neurological signs that ``observe.grading`` grades by ASTCT 2019; SOS/VOD hazard from sinusoidal injury
+and transplant; death hazards after progression."""
+
+from __future__ import annotations
+
+import math
+
+import numba
+
+from .parameter import Parameter
+
+PARAMETERS = (
+    Parameter("il6_baseline", 3.0, "pg/mL", "assumption: normal serum IL-6 < 7 pg/mL [U]", False,
+              "baseline serum IL-6"),
+    Parameter("il6_per_kill", 3.0e-7, "pg/mL per (cells/day/kg)", "none: Teachey 2016 links peak IL-6 to CRS; "
+              "calibrate to CRS grades [U]", True, "IL-6 per target cell killed by CAR-T or blinatumomab, per kg"),
+    Parameter("il6_per_activation", 2.0e-9, "pg/mL per (cells/day/kg)", "Hosseini 2020 (IL-6 from activated T "
+              "cells) structure; value calibrate [U]", True, "IL-6 per T cell activated by blinatumomab, per kg"),
+    Parameter("crs_fever_il6", 30.0, "pg/mL", "assumption [U]", True, "IL-6 at which fever starts"),
+    Parameter("crs_hypotension_il6", 300.0, "pg/mL", "assumption [U]", True,
+              "IL-6 for hypotension needing fluids (one vasopressor x4, multiple x16)"),
+    Parameter("crs_hypoxia_il6", 400.0, "pg/mL", "assumption [U]", True,
+              "IL-6 for low-flow oxygen (high-flow x4, positive pressure x16)"),
+    Parameter("crs_susceptibility_sd", 0.8, "log", "assumption: between-patient spread of CRS severity [U]", True,
+              "SD of the patient's log susceptibility to CRS signs"),
+    Parameter("crs_fatal_il6_factor", 8.0, "-", "assumption: fatal CRS beyond refractory grade 4 [U]", True,
+              "IL-6 multiple of the multiple-vasopressor level at which CRS is fatal"),
+    Parameter("tocilizumab_effect", 0.25, "-", "assumption: IL-6R blockade; no effect on CAR expansion "
+              "(Stein 2019 F_toci) [U]", True, "factor on the effective IL-6 signal after tocilizumab"),
+    Parameter("steroid_effect", 0.5, "-", "assumption [U]", True,
+              "factor on the effective IL-6 and neuro signal after corticosteroids"),
+    Parameter("icans_il6", 400.0, "pg/mL", "assumption: ICANS follows CRS (ELIANA G3 neuro 32% with G4 CRS) [U]",
+              True, "effective IL-6 at which encephalopathy starts"),
+    Parameter("icans_susceptibility_sd", 1.0, "log", "assumption [U]", True,
+              "SD of the patient's log susceptibility to neurotoxicity"),
+    Parameter("sos_hazard_per_injury", 0.01, "1/day", "none: calibrate to INO-VATE VOD 14% [U]", True,
+              "SOS/VOD hazard per unit sinusoidal injury"),
+    Parameter("sos_transplant_factor", 10.0, "-", "assumption: conditioning multiplies SOS risk (INO-VATE 22% "
+              "post-HSCT) [U]", True, "SOS hazard multiplier in the 21 days after HSCT conditioning"),
+    Parameter("sos_transplant_baseline", 5.0e-4, "1/day", "assumption: ~1% SOS after HSCT without InO [U]", True,
+              "SOS hazard in the 21 days after HSCT conditioning without prior injury"),
+    Parameter("sos_fatality", 0.29, "-", "INO-VATE 5 of 17 post-HSCT VOD fatal [P]", True,
+              "probability that an SOS/VOD episode is fatal"),
+    Parameter("post_progression_death_rate", 0.0019, "1/day", "[D] median OS 11.9 months after post-CAR relapse "
+              "(Lamble 2023) [P]", True, "death hazard after relapse or refractory disease (off protocol)"),
+)
+
+# ------------------------------------------------------------------------------------ symptom layer
+# Signs escalate in fixed multiples of their IL-6 threshold: level n needs 4**(n-1) times the first level.
+_LEVEL_FACTOR = 4.0
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _level(signal: float, threshold: float) -> int:
+    level = 0
+    bound = threshold
+    while level < 3 and signal >= bound:
+        level += 1
+        bound *= _LEVEL_FACTOR
+    return level
+
+
+@numba.njit(cache=True, error_model="numpy")
+def crs_signs(effective_il6: float, fever_il6: float, hypotension_il6: float,
+              hypoxia_il6: float) -> tuple[bool, int, int]:
+    """Fever, hypotension level (0 none .. 3 multiple vasopressors) and hypoxia level (0 none ..
+    3 positive pressure) at an effective IL-6 signal (pg/mL x patient susceptibility x treatment)."""
+    return (effective_il6 >= fever_il6, _level(effective_il6, hypotension_il6), _level(effective_il6, hypoxia_il6))
+
+
+@numba.njit(cache=True, error_model="numpy")
+def neuro_signs(effective_il6: float, icans_il6: float) -> tuple[int, int, int, bool, int]:
+    """Encephalopathy (ICE-equivalent impairment 0-10 and CAPD-equivalent 0-32), consciousness level
+    (0-4), seizure level (0-2), motor weakness and cerebral oedema level (0-2) from the effective IL-6
+    signal: each doubling beyond the ICANS threshold deepens the encephalopathy (assumption [U])."""
+    if effective_il6 < icans_il6:
+        return 0, 0, 0, False, 0
+    severity = math.log2(effective_il6 / icans_il6)  # 0 at threshold
+    impairment = min(10, 1 + int(2.0 * severity))
+    consciousness = min(4, 1 + int(severity / 1.5))
+    seizure = 2 if severity >= 6.0 else (1 if severity >= 4.0 else 0)
+    edema = 2 if severity >= 7.0 else 0
+    return impairment, consciousness, seizure, severity >= 7.0, edema

@@ -1,0 +1,24 @@
+"""Allogeneic haematopoietic stem-cell transplant: conditioning kill, donor engraftment, graft-versus-
+leukemia pressure on every leukemic class, and transplant-related mortality."""
+
+from __future__ import annotations
+
+from .parameter import Parameter
+
+PARAMETERS = (
+    Parameter("hsct_conditioning_leukemia_log10_kill", 3.0, "log10", "assumption: myeloablative TBI-based "
+              "conditioning [U]", True, "log10 kill of every leukemic class by conditioning"),
+    Parameter("hsct_conditioning_lymphocyte_log10_kill", 3.0, "log10", "assumption [U]", False,
+              "log10 kill of recipient T, B and CAR-T cells by conditioning"),
+    Parameter("hsct_engraftment_fraction", 0.01, "-", "assumption: donor marrow at 1% of capacity on day 0 [U]",
+              False, "normal haematopoiesis and lymphocytes right after graft infusion, as a fraction of normal"),
+    Parameter("gvl_kill_max", 0.08, "1/day", "none: calibrate to post-HSCT relapse [U]", True,
+              "maximal graft-versus-leukemia kill rate", iiv_cv=0.5),
+    Parameter("gvl_onset_days", 60.0, "day", "assumption: donor T-cell reconstitution [U]", True,
+              "time constant of GVL onset"),
+    Parameter("trm_hazard", 0.0013, "1/day", "[D] assumption: ~12% TRM at 1 y in pediatric ALL [U]", True,
+              "initial transplant-related mortality hazard", iiv_cv=0.5),
+    Parameter("trm_decay_days", 100.0, "day", "assumption [U]", True, "time constant of TRM hazard decay"),
+    Parameter("trm_second_transplant_factor", 2.0, "-", "assumption: second allograft carries higher TRM [U]", True,
+              "multiplier on TRM hazard after a prior transplant"),
+)

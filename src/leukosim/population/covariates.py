@@ -1,0 +1,158 @@
+"""Baseline covariates of virtual patients drawn from a protocol's population.
+
+Every draw is the inverse CDF of one counter-based uniform (:mod:`leukosim.population.streams`) on a stream
+fixed per covariate, so patient k's covariates depend only on the seed, k and the population.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Sequence
+
+import numpy as np
+from numpy.typing import NDArray
+from scipy.special import expit, logit, ndtr, ndtri
+
+from ..protocol.schema import Distribution, Population
+from .body_size import SDS_LIMIT, bsa_m2, height_weight_from_sds
+from .streams import Stream, uniforms
+
+__all__ = ["COVARIATE_STREAMS", "Covariates", "draw_covariates", "sample_distribution"]
+
+#: Stream offsets within the "covariates" block, by position: append new draws, never reorder or remove.
+COVARIATE_STREAMS: tuple[str, ...] = (
+    "age_years",
+    "male",
+    "height_sds",
+    "bmi_sds",
+    "marrow_blasts_percent",
+    "wbc_per_uL",
+    "prior_hsct",
+    "prior_blinatumomab",
+    "cd19_negative_fraction",
+    "cd22_low_fraction",
+    "lineage_switch_fraction",
+    "t_cell_fitness",
+    "chemosensitivity",
+)
+
+
+def _identity(x: NDArray[np.float64]) -> NDArray[np.float64]:
+    return x
+
+
+#: (to the normal scale, back) for the laws that are normal after a transform.
+_TRANSFORMS = {"normal": (_identity, _identity), "lognormal": (np.log, np.exp), "logitnormal": (logit, expit)}
+
+
+def sample_distribution(dist: Distribution, u: NDArray[np.float64]) -> NDArray[np.float64]:
+    """Draws from ``dist`` truncated to its ``range``, one per uniform in ``u`` in (0, 1), by the inverse CDF.
+
+    lognormal: log(x) ~ N(log(median), log(1 + cv^2)); logitnormal: logit(x) ~ N(logit(median), sd^2).
+    Truncation maps u to F(lo) + u (F(hi) - F(lo)) before inverting, so each draw is increasing in its u.
+    """
+    u = np.asarray(u, dtype=np.float64)
+    if dist.distribution == "fixed":
+        return np.full(u.shape, float(dist.value))  # type: ignore[arg-type]
+    if dist.distribution == "uniform":
+        low, high = dist.range  # type: ignore[misc]
+        return low + u * (high - low)
+    if dist.distribution == "loguniform":
+        low, high = np.log(dist.range)  # type: ignore[arg-type]
+        return np.exp(low + u * (high - low))
+    low, high = dist.bounds()
+    if dist.distribution == "logitnormal" and not 0.0 <= low < high <= 1.0:
+        raise ValueError(f"a logitnormal range must lie within [0, 1], got [{low}, {high}]")
+    forward, inverse = _TRANSFORMS[dist.distribution]
+    centre = forward(dist.mean if dist.distribution == "normal" else dist.median)
+    scale = np.sqrt(np.log1p(dist.cv**2)) if dist.distribution == "lognormal" else dist.sd
+    with np.errstate(divide="ignore"):
+        z_low, z_high = (forward(low) - centre) / scale, (forward(high) - centre) / scale
+    # the schema keeps the centre inside the range, so F(lo) <= 1/2: no law is confined to a far upper tail
+    z = ndtri(ndtr(z_low) + u * (ndtr(z_high) - ndtr(z_low)))
+    return np.clip(inverse(centre + scale * z), low, high)
+
+
+@dataclass(frozen=True)
+class Covariates:
+    """Baseline covariates, one array element per patient (units in the field names; fractions in [0, 1])."""
+
+    patient_id: NDArray[np.int64]
+    age_years: NDArray[np.float64]
+    male: NDArray[np.bool_]
+    height_cm: NDArray[np.float64]
+    weight_kg: NDArray[np.float64]
+    bsa_m2: NDArray[np.float64]
+    marrow_blasts_percent: NDArray[np.float64]
+    wbc_per_uL: NDArray[np.float64]
+    prior_hsct: NDArray[np.bool_]
+    prior_blinatumomab: NDArray[np.bool_]
+    cd19_negative_fraction: NDArray[np.float64]
+    cd22_low_fraction: NDArray[np.float64]
+    lineage_switch_fraction: NDArray[np.float64]
+    t_cell_fitness: NDArray[np.float64]
+    chemosensitivity: NDArray[np.float64]
+
+    def __post_init__(self) -> None:
+        lengths = {name: len(column) for name, column in self.to_dict().items()}
+        if len(set(lengths.values())) > 1:
+            raise ValueError(f"covariate columns differ in length: {lengths}")
+
+    def __len__(self) -> int:
+        return len(self.patient_id)
+
+    def to_dict(self) -> dict[str, np.ndarray]:
+        """Column name -> array."""
+        return {field.name: getattr(self, field.name) for field in fields(self)}
+
+    def take(self, index: NDArray[np.int64] | NDArray[np.bool_] | slice) -> Covariates:
+        """The patients selected by ``index`` (positions, boolean mask or slice)."""
+        return Covariates(**{name: column[index] for name, column in self.to_dict().items()})
+
+    @classmethod
+    def concat(cls, parts: Sequence[Covariates]) -> Covariates:
+        """The patients of ``parts`` in order."""
+        if not parts:
+            raise ValueError("nothing to concatenate")
+        return cls(**{field.name: np.concatenate([getattr(part, field.name) for part in parts])
+                      for field in fields(cls)})
+
+
+def draw_covariates(population: Population, seed: int, patient_ids: NDArray[np.int64]) -> Covariates:
+    """Baseline covariates of the patients ``patient_ids`` of run ``seed``.
+
+    Height and weight come from the population's growth reference with independent height and BMI SDS,
+    each standard normal truncated to [-3, 3]; BSA by Mosteller.
+    """
+    ids = np.asarray(patient_ids, dtype=np.int64)
+    first = Stream.block("covariates")
+
+    def u(name: str) -> NDArray[np.float64]:
+        return uniforms(seed, ids, first + COVARIATE_STREAMS.index(name))
+
+    def draw(name: str) -> NDArray[np.float64]:
+        return sample_distribution(getattr(population, name), u(name))
+
+    sds = Distribution(distribution="normal", mean=0.0, sd=1.0, range=(-SDS_LIMIT, SDS_LIMIT))
+    age = draw("age_years")
+    male = u("male") < population.male_fraction
+    height_sds = sample_distribution(sds, u("height_sds"))
+    bmi_sds = sample_distribution(sds, u("bmi_sds"))
+    height, weight = height_weight_from_sds(age, male, height_sds, bmi_sds, population.growth_reference)
+    return Covariates(
+        patient_id=ids,
+        age_years=age,
+        male=male,
+        height_cm=height,
+        weight_kg=weight,
+        bsa_m2=bsa_m2(height, weight, "mosteller"),
+        marrow_blasts_percent=draw("marrow_blasts_percent"),
+        wbc_per_uL=draw("wbc_per_uL"),
+        prior_hsct=u("prior_hsct") < population.prior_hsct_fraction,
+        prior_blinatumomab=u("prior_blinatumomab") < population.prior_blinatumomab_fraction,
+        cd19_negative_fraction=draw("cd19_negative_fraction"),
+        cd22_low_fraction=draw("cd22_low_fraction"),
+        lineage_switch_fraction=draw("lineage_switch_fraction"),
+        t_cell_fitness=draw("t_cell_fitness"),
+        chemosensitivity=draw("chemosensitivity"),
+    )

@@ -1,0 +1,232 @@
+"""Virtual population: truncated sampling, growth-reference body size, BSA and per-patient reproducibility."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from rcpchgrowth.global_functions import measurement_from_sds
+from scipy import stats
+from scipy.special import logit
+
+from leukosim.population.body_size import bsa_m2, height_weight_from_sds
+from leukosim.population.covariates import COVARIATE_STREAMS, Covariates, draw_covariates, sample_distribution
+from leukosim.population.streams import Stream, uniforms
+from leukosim.protocol.schema import Distribution, Population
+
+FRACTIONS = ("cd19_negative_fraction", "cd22_low_fraction", "lineage_switch_fraction")
+DISTRIBUTED = ("age_years", "marrow_blasts_percent", "wbc_per_uL", *FRACTIONS, "t_cell_fitness",
+               "chemosensitivity")
+
+
+def make_population(**changes: object) -> Population:
+    fields: dict[str, object] = {
+        "disease": "relapsed_refractory",
+        "age_years": {"distribution": "lognormal", "median": 11.0, "cv": 0.5, "range": [1.0, 25.0]},
+        "male_fraction": 0.57,
+        "marrow_blasts_percent": {"distribution": "uniform", "range": [5.0, 100.0]},
+        "wbc_per_uL": {"distribution": "lognormal", "median": 8000.0, "cv": 1.5, "range": [100.0, 3.0e5]},
+        "prior_hsct_fraction": 0.6,
+        "prior_blinatumomab_fraction": 0.1,
+        "cd19_negative_fraction": {"distribution": "logitnormal", "median": 0.01, "sd": 1.5},
+        "cd22_low_fraction": {"distribution": "logitnormal", "median": 0.05, "sd": 1.0, "range": [0.0, 0.5]},
+        "lineage_switch_fraction": {"distribution": "fixed", "value": 0.001},
+        "t_cell_fitness": {"distribution": "lognormal", "median": 1.0, "cv": 0.4, "range": [0.1, 5.0]},
+        "chemosensitivity": {"distribution": "normal", "mean": 1.0, "sd": 0.3, "range": [0.1, 3.0]},
+    }
+    fields.update(changes)
+    return Population.model_validate(fields)
+
+
+def truncated(cdf, low: float, high: float):
+    """The CDF of a law with CDF ``cdf`` truncated to [low, high]."""
+    return lambda x: (cdf(x) - cdf(low)) / (cdf(high) - cdf(low))
+
+
+def lognormal(median: float, cv: float):
+    return stats.lognorm(s=np.sqrt(np.log(1.0 + cv**2)), scale=median)
+
+
+# (distribution, CDF of the truncated law built from scipy.stats)
+LAWS = [
+    ({"distribution": "normal", "mean": 1.0, "sd": 0.3, "range": [0.1, 3.0]},
+     stats.truncnorm((0.1 - 1.0) / 0.3, (3.0 - 1.0) / 0.3, loc=1.0, scale=0.3).cdf),
+    ({"distribution": "normal", "mean": 0.0, "sd": 1.0, "range": [-1.0, 0.5]},
+     stats.truncnorm(-1.0, 0.5).cdf),
+    ({"distribution": "normal", "mean": -5.0, "sd": 1.0, "range": [-5.0, 5.0]},  # half-normal
+     stats.truncnorm(0.0, 10.0, loc=-5.0).cdf),
+    ({"distribution": "normal", "mean": 2.0, "sd": 0.5}, stats.norm(2.0, 0.5).cdf),
+    ({"distribution": "lognormal", "median": 8000.0, "cv": 1.5, "range": [100.0, 3.0e5]},
+     truncated(lognormal(8000.0, 1.5).cdf, 100.0, 3.0e5)),
+    ({"distribution": "lognormal", "median": 1.0, "cv": 0.4, "range": [0.9, 5.0]},
+     truncated(lognormal(1.0, 0.4).cdf, 0.9, 5.0)),
+    ({"distribution": "lognormal", "median": 11.0, "cv": 0.5}, lognormal(11.0, 0.5).cdf),
+    ({"distribution": "logitnormal", "median": 0.05, "sd": 1.0, "range": [0.0, 0.5]},
+     truncated(lambda x: stats.norm(logit(0.05), 1.0).cdf(logit(x)), 0.0, 0.5)),
+    ({"distribution": "logitnormal", "median": 0.3, "sd": 2.0, "range": [0.2, 0.9]},
+     truncated(lambda x: stats.norm(logit(0.3), 2.0).cdf(logit(x)), 0.2, 0.9)),
+    ({"distribution": "logitnormal", "median": 0.01, "sd": 1.5},
+     lambda x: stats.norm(logit(0.01), 1.5).cdf(logit(x))),
+    ({"distribution": "uniform", "range": [5.0, 100.0]}, stats.uniform(5.0, 95.0).cdf),
+    ({"distribution": "loguniform", "range": [0.01, 10.0]}, stats.loguniform(0.01, 10.0).cdf),
+]
+
+
+@pytest.mark.parametrize(("spec", "cdf"), LAWS, ids=[spec["distribution"] for spec, _ in LAWS])
+def test_sample_distribution_matches_scipy_truncated_cdf(spec: dict, cdf) -> None:
+    """Kolmogorov-Smirnov against the truncated law from scipy.stats, 200 000 draws, fixed seed."""
+    dist = Distribution.model_validate(spec)
+    draws = sample_distribution(dist, uniforms(2024, np.arange(200_000), 7))
+    low, high = dist.bounds()
+    assert np.all((draws >= low) & (draws <= high))
+    assert stats.kstest(draws, cdf).pvalue > 1e-3
+
+
+def test_sample_distribution_fixed_and_monotone() -> None:
+    u = np.linspace(0.001, 0.999, 999)
+    assert np.all(sample_distribution(Distribution(distribution="fixed", value=0.25), u) == 0.25)
+    dist = Distribution(distribution="lognormal", median=3.0, cv=0.8, range=(0.5, 20.0))
+    draws = sample_distribution(dist, u)
+    assert np.all(np.diff(draws) > 0)
+
+
+def test_logitnormal_range_outside_unit_interval_is_refused() -> None:
+    dist = Distribution(distribution="logitnormal", median=0.5, sd=1.0, range=(0.1, 2.0))
+    with pytest.raises(ValueError, match="within"):
+        sample_distribution(dist, np.array([0.5]))
+
+
+@pytest.mark.parametrize("reference", ["cdc", "uk-who"])
+@pytest.mark.parametrize("sex", ["male", "female"])
+def test_median_height_and_bmi_at_age_10_match_reference(reference: str, sex: str) -> None:
+    """Medians match the reference M within 4 Monte Carlo SE (SE of a median: 1.2533 sd / sqrt(n))."""
+    n = 20_000
+    population = make_population(age_years={"distribution": "fixed", "value": 10.0},
+                                 male_fraction=1.0 if sex == "male" else 0.0, growth_reference=reference)
+    covariates = draw_covariates(population, 11, np.arange(n))
+    assert np.all(covariates.male == (sex == "male"))
+    bmi = covariates.weight_kg / (covariates.height_cm / 100.0) ** 2
+    for values, measurement in ((covariates.height_cm, "height"), (bmi, "bmi")):
+        median = measurement_from_sds(reference, 0.0, measurement, sex, 10.0)
+        tolerance = 4 * 1.2533 * values.std() / np.sqrt(n)
+        assert abs(np.median(values) - median) < tolerance
+
+
+@pytest.mark.parametrize("reference", ["cdc", "uk-who"])
+def test_height_and_bmi_match_rcpchgrowth_across_ages(reference: str) -> None:
+    """Tabulated LMS agree with rcpchgrowth's own calculation (incl. CDC extended BMI above the 95th centile)
+    to 0.1 %, from infancy to 20 y, on and off the 0.05-y grid and next to the 2 y and 4 y reference
+    switches."""
+    ages = [0.1, 0.5, 1.0, 1.97, 2.0, 2.01, 2.5, 3.33, 3.98, 4.0, 5.55, 10.0, 12.37, 15.0, 17.81, 19.96]
+    sds = [-3.0, -1.5, 0.0, 1.0, 1.7, 2.5, 3.0]
+    for sex in ("male", "female"):
+        age, z = (grid.ravel() for grid in np.meshgrid(ages, sds))
+        height, weight = height_weight_from_sds(age, np.full(age.size, sex == "male"), z, z, reference)
+        for i in range(age.size):
+            expected_height = measurement_from_sds(reference, z[i], "height", sex, age[i])
+            # rcpchgrowth's CDC has no BMI below 2 y; the CDC recommends the WHO 2006 standard there
+            bmi_reference = "who" if reference == "cdc" and age[i] < 2.0 else reference
+            expected_bmi = measurement_from_sds(bmi_reference, z[i], "bmi", sex, age[i])
+            assert height[i] == pytest.approx(expected_height, rel=1e-3)
+            assert weight[i] / (height[i] / 100.0) ** 2 == pytest.approx(expected_bmi, rel=1e-3)
+
+
+def test_body_size_holds_adult_values_and_clips_sds() -> None:
+    male = np.array([True, True])
+    height, weight = height_weight_from_sds(np.array([20.0, 27.0]), male, np.array([0.0, 0.0]),
+                                            np.array([0.0, 0.0]))
+    assert height[0] == pytest.approx(height[1]) and weight[0] == pytest.approx(weight[1])
+    clipped = height_weight_from_sds(np.array([8.0, 8.0]), male, np.array([3.0, 9.0]), np.array([-3.0, -9.0]))
+    np.testing.assert_allclose(clipped[0][0], clipped[0][1])
+    np.testing.assert_allclose(clipped[1][0], clipped[1][1])
+
+
+@pytest.mark.parametrize(("formula", "expected"), [
+    ("mosteller", 1.2910),     # sqrt(150 * 40 / 3600) = sqrt(1.6667)
+    ("haycock", 1.2858),       # 10^(log10 0.024265 + 0.3964 log10 150 + 0.5378 log10 40) = 10^0.10915
+    ("dubois", 1.3029),        # 0.007184 * 150^0.725 * 40^0.425
+    ("gehan_george", 1.3024),  # 0.0235 * 150^0.42246 * 40^0.51456
+])
+def test_bsa_formulas_hand_computed(formula: str, expected: float) -> None:
+    assert float(bsa_m2(150.0, 40.0, formula)) == pytest.approx(expected, abs=1e-4)
+
+
+def test_bsa_adult_reference_point_and_unknown_formula() -> None:
+    assert float(bsa_m2(180.0, 80.0)) == pytest.approx(2.0)  # Mosteller: sqrt(14400 / 3600)
+    both = bsa_m2(np.array([100.0, 180.0]), np.array([15.0, 80.0]))  # sqrt(1500 / 3600), sqrt(14400 / 3600)
+    np.testing.assert_allclose(both, [0.6455, 2.0], atol=1e-4)
+    with pytest.raises(ValueError, match="unknown BSA formula"):
+        bsa_m2(150.0, 40.0, "boyd")  # type: ignore[arg-type]
+
+
+def assert_same(first: Covariates, second: Covariates) -> None:
+    for name, column in first.to_dict().items():
+        np.testing.assert_array_equal(column, getattr(second, name), err_msg=name)
+
+
+def test_patient_is_identical_whatever_cohort_size_chunking_or_order() -> None:
+    population = make_population()
+    full = draw_covariates(population, 99, np.arange(1000))
+    assert_same(draw_covariates(population, 99, np.arange(10)), full.take(np.arange(10)))
+    chunks = [draw_covariates(population, 99, np.arange(start, start + 500)) for start in (0, 500)]
+    assert_same(Covariates.concat(chunks), full)
+    picked = np.array([999, 3, 500, 42])
+    assert_same(draw_covariates(population, 99, picked), full.take(picked))
+    other_seed = draw_covariates(population, 100, np.arange(1000))
+    assert not np.array_equal(other_seed.age_years, full.age_years)
+
+
+def test_each_covariate_has_its_own_stream() -> None:
+    """Changing one covariate's law leaves every other covariate of every patient unchanged."""
+    assert len(set(COVARIATE_STREAMS)) == len(COVARIATE_STREAMS)
+    assert len(COVARIATE_STREAMS) <= dict(Stream.BLOCKS)["covariates"]
+    base = draw_covariates(make_population(), 5, np.arange(2000))
+    other_wbc = make_population(wbc_per_uL={"distribution": "uniform", "range": [1.0e3, 2.0e3]})
+    changed = draw_covariates(other_wbc, 5, np.arange(2000))
+    for name, column in base.to_dict().items():
+        if name != "wbc_per_uL":
+            np.testing.assert_array_equal(column, getattr(changed, name), err_msg=name)
+    draws = np.column_stack([base.age_years, base.marrow_blasts_percent, base.wbc_per_uL, base.t_cell_fitness,
+                             base.chemosensitivity, base.cd19_negative_fraction])
+    ranks = stats.spearmanr(draws).statistic
+    assert np.all(np.abs(ranks[np.triu_indices(6, 1)]) < 0.1)
+
+
+def test_draws_within_ranges_and_fractions_match() -> None:
+    population = make_population()
+    n = 50_000
+    covariates = draw_covariates(population, 3, np.arange(n))
+    for name in DISTRIBUTED:
+        low, high = getattr(population, name).bounds()
+        values = getattr(covariates, name)
+        assert np.all((values >= low) & (values <= high)), name
+    flags_and_fractions = ((covariates.male, 0.57), (covariates.prior_hsct, 0.6),
+                           (covariates.prior_blinatumomab, 0.1))
+    for flags, fraction in flags_and_fractions:
+        assert abs(flags.mean() - fraction) < 4 * np.sqrt(fraction * (1 - fraction) / n)
+    assert covariates.patient_id.dtype == np.int64
+    assert covariates.male.dtype == bool and covariates.prior_hsct.dtype == bool
+
+
+def test_body_size_physiologically_plausible() -> None:
+    three = make_population(age_years={"distribution": "fixed", "value": 3.0})
+    at_three = draw_covariates(three, 8, np.arange(20_000))
+    assert np.all((at_three.height_cm > 80.0) & (at_three.height_cm < 115.0))
+    assert np.all((at_three.weight_kg > 9.0) & (at_three.weight_kg < 25.0))
+    all_ages = make_population(age_years={"distribution": "uniform", "range": [0.0, 25.0]})
+    everyone = draw_covariates(all_ages, 8, np.arange(50_000))
+    assert np.all((everyone.height_cm > 40.0) & (everyone.height_cm < 210.0))
+    assert np.all((everyone.weight_kg > 2.0) & (everyone.weight_kg < 200.0))
+    np.testing.assert_allclose(everyone.bsa_m2, np.sqrt(everyone.height_cm * everyone.weight_kg / 3600.0))
+    older = everyone.age_years > 12.0
+    assert np.median(everyone.height_cm[older]) > np.median(everyone.height_cm[~older])
+
+
+def test_covariates_take_concat_and_to_dict() -> None:
+    covariates = draw_covariates(make_population(), 1, np.arange(20))
+    table = covariates.to_dict()
+    assert list(table)[:3] == ["patient_id", "age_years", "male"] and len(table) == 15
+    assert all(len(column) == 20 for column in table.values())
+    assert len(covariates.take(covariates.male)) == int(covariates.male.sum())
+    assert_same(Covariates.concat([covariates.take(slice(0, 7)), covariates.take(slice(7, 20))]), covariates)
+    with pytest.raises(ValueError, match="differ in length"):
+        Covariates(**{**table, "age_years": table["age_years"][:3]})
