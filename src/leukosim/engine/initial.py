@@ -23,7 +23,7 @@ from .integrator import EXTINCTION_STREAM_STRIDE
 
 __all__ = ["initial_state", "DISCRETE_CLONE_LIMIT"]
 
-#: Subclones with a mean below this many cells start as a Poisson-distributed whole number of cells.
+#: Clones with a mean below this many cells start as a Poisson-distributed whole number of cells.
 DISCRETE_CLONE_LIMIT = 1.0e6
 #: Activated T cells at baseline, as a fraction of resting T cells (assumption [U]).
 _BASELINE_ACTIVE_T = 1.0e-3
@@ -42,22 +42,22 @@ def initial_state(p: NDArray[np.float64], covariates: Covariates,
     c = np.zeros((n, N_CONTEXT))
     capacity = p[:, D["marrow_capacity"]]
     blast_fraction = covariates.marrow_blasts_percent / 100.0
-    total = np.maximum(blast_fraction * capacity, 1.0)
+    total = blast_fraction * capacity
     minor = np.stack([covariates.cd19_negative_fraction, covariates.cd22_low_fraction,
                       covariates.lineage_switch_fraction], axis=1)
     bulk = total * np.clip(1.0 - minor.sum(axis=1), 0.0, 1.0)
     extinction = Stream.block("extinction")
     subclones = Stream.block("subclones")
 
+    means = np.concatenate([bulk[:, None], total[:, None] * minor], axis=1)
     sizes = np.empty((n, N_CLASSES))
-    sizes[:, 0] = bulk
-    for k in range(1, N_CLASSES):
-        mean = total * minor[:, k - 1]
+    for k in range(N_CLASSES):
         u = uniforms(seed, ids, subclones + k)
-        discrete = mean < DISCRETE_CLONE_LIMIT
-        sizes[:, k] = np.where(discrete, poisson.ppf(u, np.maximum(mean, 1e-300)), mean)
-        inflow = p[:, INDEX[_SWITCHES[k - 1]]] * bulk
-        sizes[:, k] = np.where((sizes[:, k] < 1.0) & (inflow >= 1.0), 1.0, sizes[:, k])
+        discrete = means[:, k] < DISCRETE_CLONE_LIMIT
+        sizes[:, k] = np.where(discrete, poisson.ppf(u, np.maximum(means[:, k], 1e-300)), means[:, k])
+        if k > 0:
+            inflow = p[:, INDEX[_SWITCHES[k - 1]]] * bulk
+            sizes[:, k] = np.where((sizes[:, k] < 1.0) & (inflow >= 1.0), 1.0, sizes[:, k])
     alive = sizes >= 1.0
     safe = np.where(alive, sizes, 1.0)
     y[:, S_LEUKEMIA:S_LEUKEMIA + N_CLASSES] = np.log(safe)
