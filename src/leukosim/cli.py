@@ -7,6 +7,7 @@ from pathlib import Path
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -22,7 +23,7 @@ NOTICE = "Research use only: not a medical device, not advice for any individual
 
 
 def _fail(message: str) -> None:
-    errors.print(f"[bold red]error:[/] {message}", highlight=False, markup=True)
+    errors.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
     raise typer.Exit(code=2)
 
 
@@ -43,7 +44,7 @@ def run(
         _fail(str(error))
         return
     out = out or Path("runs") / f"{spec.name}-seed{seed}"
-    console.print(f"[bold]{spec.title}[/] - {patients} virtual patients, seed {seed}")
+    console.print(f"[bold]{escape(spec.title)}[/] - {patients} virtual patients, seed {seed}")
     with Progress(TextColumn("simulating"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=console, transient=True) as bar:
         task = bar.add_task("simulating", total=patients)
@@ -56,7 +57,7 @@ def run(
 
 def _print_summary(summary) -> None:  # noqa: ANN001 (pandas DataFrame)
     for arm, group in summary.groupby("arm", sort=False):
-        table = Table(title=f"arm: {arm}", show_lines=False)
+        table = Table(title=f"arm: {escape(str(arm))}", show_lines=False)
         table.add_column("endpoint")
         table.add_column("value", justify="right")
         table.add_column("n", justify="right")
@@ -80,7 +81,9 @@ def params(calibratable: bool = typer.Option(False, "--calibratable", help="only
            ) -> None:
     """Print the parameter registry: value, unit, variability, calibration flag and source."""
     values = default_parameters()
-    table = Table("name", "value", "unit", "IIV CV", "calibrate", "source", title=f"parameter set {values.name}")
+    table = Table(title=f"parameter set {values.name}")
+    for column in ("name", "value", "unit", "IIV CV", "calibrate", "source"):
+        table.add_column(column, overflow="fold")
     for parameter in PARAMETERS:
         if calibratable and not parameter.calibrate:
             continue

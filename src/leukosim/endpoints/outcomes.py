@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
-from ..engine.simulate import ArmCourse, event_rows
+from ..engine.simulate import ArmCourse, event_rows, origin_days
 from ..model.disease import CLASS_NAMES
 from ..model.layout import (
     C_APLASIA_DAYS, C_CAR_AUC28, C_CAR_CMAX, C_CAR_INFUSION, C_CAR_TMAX, C_CRS_MAX, C_CRS_ONSET, C_EVENT,
@@ -48,7 +48,8 @@ def patient_table(protocol: Protocol, course: ArmCourse) -> pd.DataFrame:
     n = len(cov)
     efs_def = protocol.endpoints.efs
     infusion = c[:, C_CAR_INFUSION]
-    origin = np.where((efs_def.origin == "infusion") & (infusion >= 0.0), infusion, 0.0)
+    origin = origin_days(efs_def.origin, c)
+    os_origin = origin_days(protocol.endpoints.os.origin, c)
     horizon = course.horizon_day
     event = c[:, C_EVENT].astype(int)
     event_time = c[:, C_EVENT_TIME]
@@ -131,7 +132,7 @@ def patient_table(protocol: Protocol, course: ArmCourse) -> pd.DataFrame:
         "efs_days": efs_day - origin,
         "efs_event": efs_event,
         "efs_event_type": efs_type,
-        "os_days": np.where(died, death_day, horizon) - origin,
+        "os_days": np.where(died, death_day, horizon) - os_origin,
         "os_event": died,
         "death_cause": death_cause,
         "solver_steps": c[:, C_STEPS].astype(np.int64),
@@ -144,13 +145,20 @@ def patient_table(protocol: Protocol, course: ArmCourse) -> pd.DataFrame:
                                                np.array(RESPONSE_LABELS, dtype=object)[np.maximum(result.response, 0)],
                                                None)
     frame = pd.DataFrame(table)
-    outcome_columns = [col for col in frame.columns if col not in ("patient_id", "arm", "status", "age_years", "sex",
-                                                                    "height_cm", "weight_kg", "bsa_m2",
-                                                                    "marrow_blasts_percent", "wbc_per_uL",
-                                                                    "prior_hsct", "solver_steps")]
-    if failed.any():
-        frame.loc[failed, outcome_columns] = None
+    # outcomes use nullable types, so a failed patient's outcomes are missing (NA) and the schema never
+    # depends on whether a failure happened
+    for column in frame.columns:
+        if column in _BASELINE_COLUMNS:
+            continue
+        kind = frame[column].dtype.kind
+        nullable = {"b": "boolean", "i": "Int64", "f": "Float64"}.get(kind, "string")
+        frame[column] = frame[column].astype(nullable)
+        frame.loc[failed, column] = pd.NA
     return frame
+
+
+_BASELINE_COLUMNS = ("patient_id", "arm", "status", "age_years", "sex", "height_cm", "weight_kg", "bsa_m2",
+                     "marrow_blasts_percent", "wbc_per_uL", "prior_hsct", "solver_steps")
 
 
 def event_table(course: ArmCourse) -> pd.DataFrame:

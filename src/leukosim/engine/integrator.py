@@ -48,7 +48,10 @@ ACTION_INTERRUPT = 2
 ATOL_LOG = 1.0e-5  # absolute tolerance on ln cell counts (= relative tolerance on counts)
 RTOL = 1.0e-6
 ATOL_LINEAR = 1.0e-9
-MAX_STEPS = 200_000
+MAX_STEPS = 200_000  # attempted steps per interval
+LOCATE_ACCEPT = 0.98  # an event crossing in the last 2% of a step is applied at the step's end
+LOCATE_OVERSHOOT = 1.01
+LOCATE_MIN_STEP = 1.0e-6  # day
 MIN_STEP = 1.0e-9  # day
 RELAPSE_FRACTION = 0.05  # morphological relapse: >= 5% marrow blasts (calibration_targets C6)
 B_APLASIA_PER_UL = 10.0  # blinatumomab label depletion level (model_literature §7)
@@ -191,6 +194,15 @@ N_EVENTS = 8
 
 
 @numba.njit(cache=True, error_model="numpy")
+def _extinguish_crossed(y: np.ndarray, p: np.ndarray, c: np.ndarray) -> None:
+    """Apply extinctions whose threshold a jump (transplant conditioning) carried a clone past."""
+    for k in range(N_CLASSES):
+        if (c[C_ALIVE + k] > 0.5 and _inflow_small(k, y, p, c)
+                and y[S_EXTINCTION + k] >= c[C_EXTINCTION_THRESHOLD + k]):
+            c[C_ALIVE + k] = 0.0
+
+
+@numba.njit(cache=True, error_model="numpy")
 def _terminate(c: np.ndarray, event: int, t: float) -> None:
     c[C_EVENT] = event
     c[C_EVENT_TIME] = t
@@ -312,6 +324,10 @@ def _monitor(t: float, h: float, y: np.ndarray, p: np.ndarray, u: np.ndarray, c:
         p_ext = extinction_probability(c[C_CLONE_SIZE + k], y[S_EXTINCTION + k])
         if p_ext <= RESAMPLE_PROBABILITY:
             continue
+        if y[S_EXTINCTION + k] >= c[C_EXTINCTION_THRESHOLD + k]:  # crossed by a jump: extinct, not resampled
+            c[C_ALIVE + k] = 0.0
+            changed = True
+            continue
         c[C_RESAMPLES + k] += 1
         stream = extinction_stream + k * EXTINCTION_STREAM_STRIDE + 2 * int(c[C_RESAMPLES + k])
         size = surviving_clone_size(math.exp(y[S_LEUKEMIA + k]), p_ext, uniform(seed, patient_id, stream - 1))
@@ -344,10 +360,10 @@ def _max_step(t: float, c: np.ndarray) -> float:
     """Largest step (day): fine while CAR-T expand or blinatumomab runs, so toxicity peaks and kinetics
     are resolved; coarse otherwise (accuracy is always set by the error control)."""
     if c[C_CAR_PRESENT] > 0.5 and t - c[C_CAR_INFUSION] < 45.0:
-        return 0.5
+        return 1.0
     if c[C_BLIN_RATE] > 0.0:
         return 1.0
-    return 14.0
+    return 30.0
 
 
 @numba.njit(cache=True, error_model="numpy")
@@ -373,8 +389,10 @@ def integrate_interval(t: float, t_stop: float, y: np.ndarray, p: np.ndarray, u:
     il6 = derivatives(t, y, p, u, c, k1, death)
     _record(t, y, p, c, il6, record_t, record_out)
     h = min(0.1, t_stop - t)
+    attempts = 0
     while t < t_stop:
-        if c[C_STEPS] >= MAX_STEPS:
+        attempts += 1
+        if attempts >= MAX_STEPS:
             c[C_STATUS] = STATUS_TOO_MANY_STEPS
             return t
         boundary = t_stop
@@ -432,8 +450,8 @@ def integrate_interval(t: float, t_stop: float, y: np.ndarray, p: np.ndarray, u:
                 if fraction < theta:
                     theta = fraction
                     which = e
-        if which >= 0 and theta < 0.999 and theta * h > 1e-6:
-            h = theta * h * 1.0001 + 1e-9
+        if which >= 0 and theta < LOCATE_ACCEPT and theta * h > LOCATE_MIN_STEP:
+            h = theta * h * LOCATE_OVERSHOOT  # land just past the crossing; the retry then accepts it
             continue
 
         t += h
@@ -473,6 +491,7 @@ def integrate_patient(y: np.ndarray, p: np.ndarray, c: np.ndarray, times: np.nda
         t = times[j]
         t_next = times[j + 1] if j + 1 < n_breakpoints else t_end
         _apply_bolus(t, y, p, c, bolus[j])
+        _extinguish_crossed(y, p, c)
         rate = drive[j, U_BLIN_RATE] if c[C_BLIN_INTERRUPTED_UNTIL] <= t else 0.0
         _reanchor_blinatumomab(t, p, c, rate)
         if t_next <= t:

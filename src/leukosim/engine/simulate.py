@@ -29,7 +29,7 @@ from .integrator import (
     R_NEEDS_BLINATUMOMAB, R_TRIGGER, integrate_batch,
 )
 
-__all__ = ["ArmCourse", "AssessmentResult", "simulate_arm", "management_rules", "event_rows"]
+__all__ = ["ArmCourse", "AssessmentResult", "simulate_arm", "management_rules", "event_rows", "origin_days"]
 
 FOLLOW_UP = -1
 DONE = -2
@@ -274,16 +274,25 @@ def _off_protocol(course: ArmCourse, index: NDArray[np.int64], day: NDArray[np.f
     course.add_events(index, day, "off_protocol")
 
 
-def _origin(protocol: Protocol, course: ArmCourse) -> NDArray[np.float64]:
-    if protocol.endpoints.efs.origin == "infusion":
-        infusion = course.context[:, C_CAR_INFUSION]
+def origin_days(origin: str, context: NDArray[np.float64]) -> NDArray[np.float64]:
+    """Day (since enrollment) of an endpoint origin: enrollment and randomization are day 0; infusion is the
+    CAR-T infusion day (day 0 for patients never infused)."""
+    if origin == "infusion":
+        infusion = context[:, C_CAR_INFUSION]
         return np.where(infusion >= 0.0, infusion, 0.0)
-    return np.zeros(len(course.covariates))
+    return np.zeros(context.shape[0])
+
+
+def _horizon(protocol: Protocol, course: ArmCourse) -> NDArray[np.float64]:
+    """End of follow-up: ``follow_up_days`` after the later of the EFS and OS origins."""
+    endpoints = protocol.endpoints
+    return np.maximum(origin_days(endpoints.efs.origin, course.context),
+                      origin_days(endpoints.os.origin, course.context)) + protocol.follow_up_days
 
 
 def _follow_up(protocol: Protocol, course: ArmCourse, index: NDArray[np.int64], clock: NDArray[np.float64],
                seed: int) -> None:
-    horizon = _origin(protocol, course) + protocol.follow_up_days
+    horizon = _horizon(protocol, course)
     running = _running(course, index)
     todo = running[clock[running] < horizon[running]]
     zero_drive = np.zeros((todo.size, 1, N_DRIVE))
@@ -294,7 +303,7 @@ def _follow_up(protocol: Protocol, course: ArmCourse, index: NDArray[np.int64], 
 
 def _finish(protocol: Protocol, course: ArmCourse, seed: int) -> None:
     """Relapse and death events from the engine, and death after progression (post-progression hazard)."""
-    horizon = _origin(protocol, course) + protocol.follow_up_days
+    horizon = _horizon(protocol, course)
     course.horizon_day[:] = horizon
     c = course.context
     relapsed = np.flatnonzero(c[:, C_EVENT] == EVENT_RELAPSE)
