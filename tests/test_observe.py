@@ -16,7 +16,7 @@ import pytest
 from scipy.stats import binom, poisson
 
 from leukosim.observe.assays import (
-    ASSAYS, DNA_UG_PER_DIPLOID_CELL, Assay, b_cell_aplasia, car_transgene_copies_per_ug, limit_of_detection,
+    ASSAYS, Assay, limit_of_detection,
     measure_blast_percent, measure_mrd,
 )
 from leukosim.observe.grading import (
@@ -379,21 +379,27 @@ def test_blast_percent_count_size_and_nan() -> None:
     assert np.isnan(measure_blast_percent(np.array([np.nan]), np.array([0.5]))[0])
 
 
-# ========================================================================================= CAR, B cells
+# ========================================================================================= CAR transgene
 def test_car_copies_per_ug_hand_computation() -> None:
-    """50 CAR-T/uL x 2 copies/cell = 100 copies/uL; 500 leukocytes/uL x 6.6 pg = 3.3e-3 ug DNA/uL;
-    100 / 3.3e-3 = 30,303.03 copies/ug."""
-    assert DNA_UG_PER_DIPLOID_CELL == 6.6e-6
-    assert car_transgene_copies_per_ug(50.0, 500.0, 2.0) == pytest.approx(30_303.0303, rel=1e-9)
-    # lymphodepletion: same CAR-T/uL, leukocytes 5000 -> 500 per uL, copies/ug x 10
-    copies = car_transgene_copies_per_ug(np.array([50.0, 50.0]), np.array([5000.0, 500.0]), 2.0)
-    assert copies[1] / copies[0] == pytest.approx(10.0)
-    assert car_transgene_copies_per_ug(0.0, 500.0, 2.0) == 0.0
-    with pytest.raises(ValueError):
-        car_transgene_copies_per_ug(50.0, 0.0, 2.0)
+    """The model's qPCR read-out: 50 CAR-T/uL x 2 copies/cell = 100 copies/uL over the DNA of the blood's
+    nucleated cells (6.6 pg each); lymphodepletion (fewer leukocytes) raises copies/ug at the same CAR-T/uL."""
+    from leukosim.model.layout import (C_CAR_PRESENT, D, N_CONTEXT, N_PATIENT, N_STATES, S_CAR_EFFECTOR,
+                                       S_CAR_EXHAUSTED, S_CAR_MEMORY, S_MARROW, S_T_ACTIVE, S_T_RESTING)
+    from leukosim.model.readouts import NORMAL_LEUKOCYTES_PER_UL, car_copies_per_ug
+    from leukosim.model.registry import INDEX
 
-
-def test_b_cell_aplasia_threshold() -> None:
-    np.testing.assert_array_equal(b_cell_aplasia(np.array([0.0, 10.0, 10.5, 250.0, np.nan])),
-                                  [True, True, False, False, False])
-    np.testing.assert_array_equal(b_cell_aplasia(np.array([5.0, 15.0]), threshold=20.0), [True, True])
+    p = np.zeros(N_PATIENT)
+    p[INDEX["blood_volume_ml_per_kg"]], p[D["weight_kg"]] = 100.0, 10.0  # 1e6 uL of blood
+    p[INDEX["car_blood_fraction"]], p[INDEX["car_vector_copies"]] = 0.5, 2.0
+    p[D["t_normal"]], p[D["marrow_normal"]] = 1.0, 1.0
+    y = np.full(N_STATES, -np.inf)
+    y[S_CAR_EFFECTOR] = math.log(1e8)  # 0.5 x 1e8 / 1e6 uL = 50 CAR-T/uL
+    y[S_MARROW], y[S_T_RESTING] = 0.0, 0.0  # normal counts
+    c = np.zeros(N_CONTEXT)
+    c[C_CAR_PRESENT] = 1.0
+    leukocytes = NORMAL_LEUKOCYTES_PER_UL + 50.0
+    assert car_copies_per_ug(y, p, c) == pytest.approx(100.0 / (leukocytes * 6.6e-6), rel=1e-9)
+    y[S_MARROW], y[S_T_RESTING] = math.log(0.1), math.log(0.1)  # counts at 10%
+    depleted = 0.1 * NORMAL_LEUKOCYTES_PER_UL + 50.0
+    assert car_copies_per_ug(y, p, c) == pytest.approx(100.0 / (depleted * 6.6e-6), rel=1e-9)
+    assert S_CAR_MEMORY != S_CAR_EXHAUSTED and S_T_ACTIVE != S_T_RESTING

@@ -82,7 +82,8 @@ def params(calibratable: bool = typer.Option(False, "--calibratable", help="only
     """Print the parameter registry: value, unit, variability, calibration flag and source."""
     values = default_parameters()
     table = Table(title=f"parameter set {values.name}")
-    for column in ("name", "value", "unit", "IIV CV", "calibrate", "source"):
+    table.add_column("name", no_wrap=True, min_width=max(len(p.name) for p in PARAMETERS))
+    for column in ("value", "unit", "IIV CV", "calibrate", "source"):
         table.add_column(column, overflow="fold")
     for parameter in PARAMETERS:
         if calibratable and not parameter.calibrate:

@@ -27,6 +27,7 @@ from ..model.readouts import N_READOUTS, b_cells_per_ul, car_copies_per_ug, marr
 from ..model.registry import INDEX
 from ..model.rhs import blinatumomab_concentration, derivatives, inotuzumab_concentration
 from ..model.toxicity import crs_signs, neuro_signs
+from ..observe.assays import B_CELL_APLASIA_PER_UL
 from ..observe.grading import crs_grade_astct, icans_grade_astct
 from .extinction import (
     RESAMPLE_PROBABILITY, extinction_probability, extinction_threshold, surviving_clone_size,
@@ -54,7 +55,6 @@ LOCATE_OVERSHOOT = 1.01
 LOCATE_MIN_STEP = 1.0e-6  # day
 MIN_STEP = 1.0e-9  # day
 RELAPSE_FRACTION = 0.05  # morphological relapse: >= 5% marrow blasts (calibration_targets C6)
-B_APLASIA_PER_UL = 10.0  # blinatumomab label depletion level (model_literature §7)
 MAX_RESAMPLES = 15
 MAX_TOCILIZUMAB_DOSES = 4  # Kymriah label: max 4 doses, >= 8 h apart
 TOCILIZUMAB_INTERVAL = 8.0 / 24.0
@@ -307,7 +307,7 @@ def _monitor(t: float, h: float, y: np.ndarray, p: np.ndarray, u: np.ndarray, c:
         if since <= 28.0:
             c[C_CAR_AUC28] += copies * h
     if c[C_CAR_PRESENT] > 0.5 or blin_running:
-        if b_cells_per_ul(y, p) <= B_APLASIA_PER_UL:
+        if b_cells_per_ul(y, p) <= B_CELL_APLASIA_PER_UL:
             c[C_APLASIA_DAYS] += h
     ino = inotuzumab_concentration(y, p)
     if ino > c[C_INO_CMAX]:

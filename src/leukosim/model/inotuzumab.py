@@ -32,7 +32,7 @@ PARAMETERS = (
               "concentration for half-maximal kill of CD22+ cells", bounds=(1.0, 1000.0)),
     Parameter("ino_ec50_cd22_low_factor", 20.0, "-", "assumption: CD22-low blasts resist InO (Front Immunol 2023) [U]",
               True, "EC50 multiplier for CD22-low cells"),
-    Parameter("liver_injury_rate", 1.0e-3, "1/(day ng/mL)", "none; calibrate to INO-VATE VOD 14% [U]", True,
+    Parameter("liver_injury_rate", 1.0e-4, "1/(day ng/mL)", "none; calibrate to INO-VATE VOD 14% [U]", True,
               "sinusoidal injury accrual per unit inotuzumab concentration"),
     Parameter("liver_repair_rate", 0.01, "1/day", "assumption: injury persists for months [U]", True,
               "repair of sinusoidal injury"),

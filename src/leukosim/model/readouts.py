@@ -12,6 +12,7 @@ from .layout import (
     C_ALIVE, C_CAR_PRESENT, D, N_CLASSES, S_B_MATURE, S_B_PRECURSOR, S_CAR_EFFECTOR, S_CAR_EXHAUSTED,
     S_CAR_MEMORY, S_INO_CENTRAL, S_LEUKEMIA, S_MARROW, S_T_ACTIVE, S_T_RESTING,
 )
+from ..observe.assays import DNA_UG_PER_DIPLOID_CELL
 from .registry import INDEX
 
 _B_BLOOD = INDEX["b_blood_fraction"]
@@ -23,9 +24,8 @@ _T_NORMAL = D["t_normal"]
 _MARROW_NORMAL = D["marrow_normal"]
 _INO_VC = D["ino_central_volume"]
 
-#: Leukocytes per uL of a child with normal counts (assumption [U]; 6.6 pg DNA per diploid cell).
+#: Leukocytes per uL of a child with normal counts (assumption [U]).
 NORMAL_LEUKOCYTES_PER_UL = 6000.0
-DNA_UG_PER_CELL = 6.6e-6
 
 R_MARROW_FRACTION = 0  # leukemic cells / nucleated marrow cells
 R_CLASS_FRACTION = 1  # 4 values: share of each class in the leukemia
@@ -81,7 +81,7 @@ def car_copies_per_ug(y: np.ndarray, p: np.ndarray, c: np.ndarray) -> float:
     t_ratio = (math.exp(y[S_T_RESTING]) + math.exp(y[S_T_ACTIVE])) / p[_T_NORMAL]
     marrow_ratio = min(1.0, math.exp(y[S_MARROW]) / p[_MARROW_NORMAL])
     leukocytes = NORMAL_LEUKOCYTES_PER_UL * (0.6 * marrow_ratio + 0.4 * t_ratio) + car_per_ul
-    return car_per_ul * p[_VCN] / (leukocytes * DNA_UG_PER_CELL)
+    return car_per_ul * p[_VCN] / (leukocytes * DNA_UG_PER_DIPLOID_CELL)
 
 
 @numba.njit(cache=True, error_model="numpy")

@@ -35,7 +35,7 @@ PARAMETERS = (
               True, "effective IL-6 at which encephalopathy starts"),
     Parameter("icans_susceptibility_sd", 1.0, "log", "assumption [U]", True,
               "SD of the patient's log susceptibility to neurotoxicity"),
-    Parameter("sos_hazard_per_injury", 0.01, "1/day", "none: calibrate to INO-VATE VOD 14% [U]", True,
+    Parameter("sos_hazard_per_injury", 1.0e-3, "1/day", "none: calibrate to INO-VATE VOD 14% [U]", True,
               "SOS/VOD hazard per unit sinusoidal injury"),
     Parameter("sos_transplant_factor", 10.0, "-", "assumption: conditioning multiplies SOS risk (INO-VATE 22% "
               "post-HSCT) [U]", True, "SOS hazard multiplier in the 21 days after HSCT conditioning"),

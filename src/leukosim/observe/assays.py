@@ -32,8 +32,6 @@ __all__ = [
     "limit_of_detection",
     "measure_mrd",
     "measure_blast_percent",
-    "car_transgene_copies_per_ug",
-    "b_cell_aplasia",
 ]
 
 _CLL_MRD = ("CLL MRD consensus, Leukemia 2021, doi:10.1038/s41375-021-01241-1, Table 3 (model_literature.md "
@@ -192,34 +190,3 @@ def measure_blast_percent(true_fraction: ArrayLike, u: ArrayLike, *,
     fraction, uniform = _fraction_and_uniform(true_fraction, u)
     blasts = binom.ppf(uniform, n, fraction)
     return 100.0 * blasts / n
-
-
-def car_transgene_copies_per_ug(car_cells_per_uL: ArrayLike, leukocytes_per_uL: ArrayLike,
-                                vector_copies_per_cell: ArrayLike) -> NDArray[np.float64]:
-    """CAR transgene copies per ug genomic DNA of blood, the unit of the tisagenlecleucel qPCR.
-
-    copies/ug = CAR cells/uL x VCN / (leukocytes/uL x 6.6e-6 ug DNA per diploid cell), where
-    ``leukocytes_per_uL`` counts every nucleated blood cell (CAR-T cells included), i.e. the source of the
-    extracted DNA. Because the denominator is DNA, lymphodepletion, which lowers leukocytes/uL, raises
-    copies/ug at an unchanged CAR-T count per uL; this is why Sci Rep 2020 (doi:10.1038/s41598-020-74927-8)
-    recommends reporting copies per uL of blood.
-
-    Args:
-        car_cells_per_uL: CAR-T cells per uL of blood [cells/uL].
-        leukocytes_per_uL: nucleated blood cells per uL [cells/uL], > 0.
-        vector_copies_per_cell: mean transgene copies per CAR-T cell (VCN) [copies/cell].
-    """
-    car = np.asarray(car_cells_per_uL, dtype=np.float64)
-    leukocytes = np.asarray(leukocytes_per_uL, dtype=np.float64)
-    vcn = np.asarray(vector_copies_per_cell, dtype=np.float64)
-    if np.any(car < 0.0) or np.any(vcn < 0.0):
-        raise ValueError("car_cells_per_uL and vector_copies_per_cell must be non-negative")
-    if np.any(leukocytes <= 0.0):
-        raise ValueError("leukocytes_per_uL must be positive")
-    return car * vcn / (leukocytes * DNA_UG_PER_DIPLOID_CELL)
-
-
-def b_cell_aplasia(b_cells_per_uL: ArrayLike, threshold: float = B_CELL_APLASIA_PER_UL) -> NDArray[np.bool_]:
-    """True where peripheral CD19+ B cells are at or below ``threshold`` per uL (B-cell aplasia; default
-    the blinatumomab label's depletion level of 10/uL). NaN counts are False."""
-    return np.asarray(b_cells_per_uL, dtype=np.float64) <= threshold
