@@ -80,6 +80,7 @@ SCIPY_ATOL = 1.0e-8
 #: Interpreted replays stop after this many RHS evaluations per patient (guards against a stuck step loop).
 REPLAY_RHS_LIMIT = 2_000_000
 
+
 @dataclass(frozen=True)
 class Cohort:
     """Patients with everything the engine needs: parameters, initial state and context, full schedule."""
@@ -330,11 +331,12 @@ def component_costs_us(samples: tuple[NDArray, ...], rules: NDArray, repeats: in
 
 
 def origin_day(protocol: Protocol, cohort: Cohort) -> float:
-    """Day (since enrollment) of the EFS origin on the default path: the first CAR-T infusion, or 0."""
-    if protocol.endpoints.efs.origin != "infusion":
-        return 0.0
+    """Day (since enrollment) that ``simulate_trial`` counts follow-up from on the default path: the later of
+    the EFS and OS origins, an origin "infusion" being the first CAR-T infusion (else day 0)."""
     infused = np.flatnonzero(cohort.bolus[0, :, B_CAR_CELLS] > 0.0)
-    return float(cohort.times[infused[0]]) if infused.size else 0.0
+    infusion = float(cohort.times[infused[0]]) if infused.size else 0.0
+    origins = (protocol.endpoints.efs.origin, protocol.endpoints.os.origin)
+    return infusion if "infusion" in origins else 0.0
 
 
 def outcome_counts(c: NDArray[np.float64]) -> dict[str, int]:

@@ -20,7 +20,7 @@ import math
 
 import numba
 
-__all__ = ["extinction_threshold", "extinction_probability", "surviving_clone_size", "RESAMPLE_PROBABILITY"]
+__all__ = ["extinction_threshold", "extinction_thresholds", "extinction_probability", "surviving_clone_size", "RESAMPLE_PROBABILITY"]
 
 #: A growing clone is resampled once its extinction probability so far exceeds this value.
 RESAMPLE_PROBABILITY = 0.5
@@ -30,6 +30,12 @@ RESAMPLE_PROBABILITY = 0.5
 def extinction_threshold(clone_size: float, u: float) -> float:
     """ln K* at which a clone of ``clone_size`` cells is extinct, for the clone's uniform draw ``u``."""
     return -math.log(clone_size * -math.expm1(math.log(u) / clone_size))
+
+
+@numba.vectorize(cache=True)
+def extinction_thresholds(clone_size: float, u: float) -> float:
+    """Element-wise :func:`extinction_threshold` for arrays."""
+    return extinction_threshold(clone_size, u)
 
 
 @numba.njit(cache=True, error_model="numpy")

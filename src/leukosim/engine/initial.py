@@ -18,7 +18,7 @@ from ..model.layout import (
 from ..model.registry import INDEX
 from ..population.covariates import Covariates
 from ..population.streams import Stream, uniforms
-from .extinction import extinction_threshold
+from .extinction import extinction_thresholds
 from .integrator import EXTINCTION_STREAM_STRIDE
 
 __all__ = ["initial_state", "DISCRETE_CLONE_LIMIT"]
@@ -54,7 +54,8 @@ def initial_state(p: NDArray[np.float64], covariates: Covariates,
     for k in range(N_CLASSES):
         u = uniforms(seed, ids, subclones + k)
         discrete = means[:, k] < DISCRETE_CLONE_LIMIT
-        sizes[:, k] = np.where(discrete, poisson.ppf(u, np.maximum(means[:, k], 1e-300)), means[:, k])
+        sizes[:, k] = means[:, k]
+        sizes[discrete, k] = poisson.ppf(u[discrete], np.maximum(means[discrete, k], 1e-300))
         if k > 0:
             inflow = p[:, INDEX[_SWITCHES[k - 1]]] * bulk
             sizes[:, k] = np.where((sizes[:, k] < 1.0) & (inflow >= 1.0), 1.0, sizes[:, k])
@@ -66,7 +67,7 @@ def initial_state(p: NDArray[np.float64], covariates: Covariates,
     c[:, C_CLONE_SIZE:C_CLONE_SIZE + N_CLASSES] = safe
     for k in range(N_CLASSES):
         u = uniforms(seed, ids, extinction + k * EXTINCTION_STREAM_STRIDE)
-        c[:, C_EXTINCTION_THRESHOLD + k] = [extinction_threshold(s, v) for s, v in zip(safe[:, k], u)]
+        c[:, C_EXTINCTION_THRESHOLD + k] = extinction_thresholds(safe[:, k], u)
 
     normal = 1.0 - blast_fraction
     y[:, S_B_PRECURSOR] = np.log(np.maximum(normal, 1e-3) * p[:, D["b_precursor_normal"]])

@@ -18,7 +18,7 @@ from ..model.layout import (
 from ..model.readouts import R_CLASS_FRACTION, R_COUNT_RECOVERY, R_MARROW_FRACTION, readouts_batch
 from ..model.registry import INDEX, ParameterSet
 from ..observe.assays import measure_blast_percent, measure_mrd
-from ..observe.grading import RESPONSE_CR, RESPONSE_CRI, RESPONSE_NR, response_category
+from ..observe.grading import RESPONSE_CR, RESPONSE_CRI, RESPONSE_NR, response_categories
 from ..population.covariates import Covariates
 from ..population.streams import Stream, uniforms
 from ..protocol.schema import Arm, Condition, Protocol
@@ -151,8 +151,8 @@ def _assess(course: ArmCourse, index: NDArray[np.int64], day: NDArray[np.float64
     counter[index] += 1
     assay = "flow" if assessment.assay == "morphology" else assessment.assay
     blasts = measure_blast_percent(values[:, R_MARROW_FRACTION], u_morph)
-    response = np.array([response_category(b, r >= recovery_fraction, blast_threshold)
-                         for b, r in zip(blasts, values[:, R_COUNT_RECOVERY])], dtype=np.int64)
+    response = response_categories(blasts, values[:, R_COUNT_RECOVERY] >= recovery_fraction,
+                                   blast_threshold).astype(np.int64)
     result.day[index] = day
     result.mrd[index] = measure_mrd(fraction, assay, u_mrd)
     result.blasts_percent[index] = blasts
