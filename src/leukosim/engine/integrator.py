@@ -25,7 +25,7 @@ from ..model.layout import (
 )
 from ..model.readouts import N_READOUTS, b_cells_per_ul, car_copies_per_ug, marrow_leukemic_fraction, readouts
 from ..model.registry import INDEX
-from ..model.rhs import blinatumomab_concentration, derivatives, inotuzumab_concentration
+from ..model.rhs import SOS_WINDOW_DAYS, blinatumomab_concentration, derivatives, inotuzumab_concentration
 from ..model.toxicity import crs_signs, neuro_signs
 from ..observe.assays import B_CELL_APLASIA_PER_UL
 from ..observe.grading import crs_grade_astct, icans_grade_astct
@@ -402,6 +402,9 @@ def integrate_interval(t: float, t_stop: float, y: np.ndarray, p: np.ndarray, u:
         position = int(c[C_RECORD_POSITION])
         if position < record_t.size and t < record_t[position] < boundary:
             boundary = record_t[position]
+        window_end = c[C_HSCT_TIME] + SOS_WINDOW_DAYS  # the SOS/VOD hazard drops here: a step boundary
+        if c[C_HSCT_TIME] >= 0.0 and t < window_end < boundary:
+            boundary = window_end
         h = min(h, _max_step(t, c), boundary - t)
         if boundary - t - h < 1e-9:
             h = boundary - t

@@ -98,7 +98,7 @@ _PRIOR_HSCT = D["prior_hsct"]
 #: Classes carrying CD19 (CAR-T and blinatumomab targets) and full-density CD22 (inotuzumab).
 _CD19 = (1.0, 0.0, 1.0, 0.0)
 _CD22 = (1.0, 1.0, 0.0, 0.0)
-_SOS_WINDOW_DAYS = 21.0  # modified Seattle / Baltimore windows after HSCT (calibration_targets C5)
+SOS_WINDOW_DAYS = 21.0  # modified Seattle / Baltimore windows after HSCT (calibration_targets C5)
 
 
 @numba.njit(cache=True, error_model="numpy")
@@ -246,7 +246,7 @@ def derivatives(t: float, y: np.ndarray, p: np.ndarray, u: np.ndarray, c: np.nda
         trm = p[_TRM] * math.exp(-since_hsct / p[_TRM_DECAY])
         if p[_PRIOR_HSCT] > 0.5:
             trm *= p[_TRM_SECOND]
-        if since_hsct < _SOS_WINDOW_DAYS:
+        if since_hsct < SOS_WINDOW_DAYS:
             sos = sos * p[_SOS_TX] + p[_SOS_TX_BASE]
     dy[S_HAZARD_TRM] = trm
     dy[S_HAZARD_SOS] = sos
