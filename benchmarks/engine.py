@@ -50,20 +50,20 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 from numpy.typing import NDArray
-from scipy.integrate import solve_ivp
 
 import leukosim
 from leukosim.engine import integrator
 from leukosim.engine.initial import initial_state
+from leukosim.engine.reference import solve_patient
 from leukosim.engine.integrator import (
-    MAX_RESAMPLES, N_EVENTS, N_RECORD, N_RULE_COLUMNS, _apply_bolus, _error_norm, _event_values, _monitor,
-    _reanchor_blinatumomab, integrate_batch,
+    MAX_RESAMPLES, N_EVENTS, N_RECORD, N_RULE_COLUMNS, _error_norm, _event_values, _monitor,
+    integrate_batch,
 )
 from leukosim.engine.simulate import management_rules
 from leukosim.model.layout import (
-    B_CAR_CELLS, C_BLIN_INTERRUPTED_UNTIL, C_EVENT, C_EXTINCTION_THRESHOLD, C_INFECTION_THRESHOLD,
+    B_CAR_CELLS, C_EVENT, C_EXTINCTION_THRESHOLD, C_INFECTION_THRESHOLD,
     C_REMISSION, C_RESAMPLES, C_SOS_THRESHOLD, C_STATUS, C_STEPS, C_TRM_THRESHOLD, EVENT_NAMES, N_BOLUS,
-    N_CLASSES, N_DRIVE, N_STATES, S_CAR_EXHAUSTED, S_LEUKEMIA, STATUS_NAMES, U_BLIN_RATE,
+    N_CLASSES, N_DRIVE, N_STATES, S_CAR_EXHAUSTED, S_LEUKEMIA, STATUS_NAMES,
 )
 from leukosim.model.registry import INDEX, ParameterSet, default_parameters
 from leukosim.model.rhs import derivatives
@@ -75,6 +75,7 @@ from leukosim.protocol.schedule import compile_phase
 from leukosim.protocol.schema import Arm, Phase, Protocol
 
 LOG_STATES = slice(S_LEUKEMIA, S_CAR_EXHAUSTED + 1)  # ln cell counts and ln K of the extinction layer
+SCIPY_METHOD = "LSODA"
 SCIPY_RTOL = 1.0e-6
 SCIPY_ATOL = 1.0e-8
 #: Interpreted replays stop after this many RHS evaluations per patient (guards against a stuck step loop).
@@ -211,37 +212,10 @@ def best_engine_run(repeats: int, *args: object, **kwargs: object) -> tuple[Timi
 
 
 def scipy_patient(y0: NDArray, p: NDArray, c0: NDArray, times: NDArray, drive: NDArray, bolus: NDArray,
-                  t_end: float, method: str = "LSODA", rtol: float = SCIPY_RTOL,
+                  t_end: float, method: str = SCIPY_METHOD, rtol: float = SCIPY_RTOL,
                   atol: float = SCIPY_ATOL) -> tuple[NDArray, int, int]:
-    """One patient through its breakpoints with ``solve_ivp``: boluses and blinatumomab re-anchoring at each
-    breakpoint exactly as ``integrate_patient`` does, no events. Returns final state, RHS evaluations and
-    Jacobian evaluations."""
-    y = np.array(y0, dtype=np.float64)
-    c = np.array(c0, dtype=np.float64)
-    dy = np.empty(N_STATES)
-    death = np.empty(N_CLASSES)
-    nfev = njev = 0
-    for j in range(times.size):
-        t = float(times[j])
-        t_next = float(times[j + 1]) if j + 1 < times.size else t_end
-        _apply_bolus(t, y, p, c, bolus[j])
-        rate = drive[j, U_BLIN_RATE] if c[C_BLIN_INTERRUPTED_UNTIL] <= t else 0.0
-        _reanchor_blinatumomab(t, p, c, rate)
-        if t_next <= t:
-            continue
-        u = np.ascontiguousarray(drive[j])
-
-        def rhs(time_: float, state: NDArray) -> NDArray:
-            derivatives(time_, state, p, u, c, dy, death)
-            return dy.copy()
-
-        solution = solve_ivp(rhs, (t, t_next), y, method=method, rtol=rtol, atol=atol)
-        if not solution.success:
-            raise RuntimeError(f"solve_ivp failed on [{t}, {t_next}]: {solution.message}")
-        y = np.ascontiguousarray(solution.y[:, -1])
-        nfev += solution.nfev
-        njev += solution.njev
-    return y, nfev, njev
+    """One patient with the SciPy reference solver at the benchmark's settings."""
+    return solve_patient(y0, p, c0, times, drive, bolus, t_end, method, rtol, atol)
 
 
 @dataclass

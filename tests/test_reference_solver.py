@@ -26,19 +26,18 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from numpy.typing import NDArray
-from scipy.integrate import solve_ivp
 
 from leukosim.engine.initial import initial_state
+from leukosim.engine.reference import solve_patient
 from leukosim.engine.integrator import (
-    MAX_RESAMPLES, N_RECORD, N_RULE_COLUMNS, _apply_bolus, _reanchor_blinatumomab, integrate_batch,
+    MAX_RESAMPLES, N_RECORD, N_RULE_COLUMNS, integrate_batch,
 )
 from leukosim.model.layout import (
-    C_BLIN_INTERRUPTED_UNTIL, C_EVENT, C_EXTINCTION_THRESHOLD, C_INFECTION_THRESHOLD, C_REMISSION,
+    C_EVENT, C_EXTINCTION_THRESHOLD, C_INFECTION_THRESHOLD, C_REMISSION,
     C_RESAMPLES, C_SOS_THRESHOLD, C_STATUS, C_TRM_THRESHOLD, EVENT_NONE, N_BOLUS, N_CLASSES, N_STATES,
-    S_CAR_EXHAUSTED, S_INO_CENTRAL, S_LEUKEMIA, STATE_NAMES, STATUS_OK, U_BLIN_RATE,
+    S_CAR_EXHAUSTED, S_INO_CENTRAL, S_LEUKEMIA, STATE_NAMES, STATUS_OK,
 )
 from leukosim.model.registry import INDEX, default_parameters
-from leukosim.model.rhs import derivatives
 from leukosim.population.covariates import draw_covariates
 from leukosim.population.individual import individual_parameters
 from leukosim.population.streams import Stream
@@ -107,27 +106,8 @@ def engine(case: dict) -> tuple[NDArray, NDArray]:
 
 def reference(y0: NDArray, p: NDArray, c0: NDArray, times: NDArray, drive: NDArray, bolus: NDArray,
               t_end: float) -> NDArray:
-    """One patient with ``solve_ivp``, breakpoint by breakpoint, as ``integrate_patient`` does it."""
-    y, c = y0.copy(), c0.copy()
-    dy = np.empty(N_STATES)
-    death = np.empty(N_CLASSES)
-    for j in range(times.size):
-        t = float(times[j])
-        t_next = float(times[j + 1]) if j + 1 < times.size else t_end
-        _apply_bolus(t, y, p, c, np.ascontiguousarray(bolus[j]))
-        _reanchor_blinatumomab(t, p, c, drive[j, U_BLIN_RATE] if c[C_BLIN_INTERRUPTED_UNTIL] <= t else 0.0)
-        if t_next <= t:
-            continue
-        u = np.ascontiguousarray(drive[j])
-
-        def rhs(time: float, state: NDArray) -> NDArray:
-            derivatives(time, state, p, u, c, dy, death)
-            return dy.copy()
-
-        solution = solve_ivp(rhs, (t, t_next), y, method="LSODA", rtol=REFERENCE_RTOL, atol=REFERENCE_ATOL)
-        assert solution.success, f"reference solver failed on [{t}, {t_next}]: {solution.message}"
-        y = np.ascontiguousarray(solution.y[:, -1])
-    return y
+    """One patient with SciPy ``solve_ivp`` (LSODA at tight tolerances), breakpoint by breakpoint."""
+    return solve_patient(y0, p, c0, times, drive, bolus, t_end, "LSODA", REFERENCE_RTOL, REFERENCE_ATOL)[0]
 
 
 @pytest.mark.parametrize(("name", "phases"), CASES,

@@ -249,8 +249,10 @@ def _monitor(t: float, h: float, y: np.ndarray, p: np.ndarray, u: np.ndarray, c:
     treated = c[C_TOCILIZUMAB_TIME] >= 0.0 or c[C_STEROID_TIME] >= 0.0
     factor = (p[_TOCI_EFFECT] if toci else 1.0) * (p[_STEROID_EFFECT] if steroid else 1.0)
     signal = il6 * p[_CRS_SUSC] * factor
-    fever, hypotension, hypoxia = crs_signs(signal, p[_FEVER], p[_HYPOTENSION], p[_HYPOXIA])
-    crs = crs_grade_astct(fever, hypotension, hypoxia, treated)
+    crs = 0
+    if signal >= p[_FEVER] or treated:
+        fever, hypotension, hypoxia = crs_signs(signal, p[_FEVER], p[_HYPOTENSION], p[_HYPOXIA])
+        crs = crs_grade_astct(fever, hypotension, hypoxia, treated)
     if crs > c[C_CRS_MAX]:
         c[C_CRS_MAX] = crs
     if crs >= 1 and c[C_CRS_ONSET] < 0.0:
@@ -262,15 +264,17 @@ def _monitor(t: float, h: float, y: np.ndarray, p: np.ndarray, u: np.ndarray, c:
         _terminate(c, EVENT_DEATH_CRS, t)
         return False
     neuro = il6 * p[_ICANS_SUSC] * (p[_STEROID_EFFECT] if steroid else 1.0)
-    impairment, consciousness, seizure, motor, edema = neuro_signs(neuro, p[_ICANS])
-    age = p[_AGE]
-    if consciousness >= 4:
-        score = -1
-    elif age >= 12.0:
-        score = 10 - impairment
-    else:
-        score = 2 * impairment
-    icans = icans_grade_astct(age, score, consciousness, seizure, motor, edema)
+    icans = 0
+    if neuro >= p[_ICANS]:
+        impairment, consciousness, seizure, motor, edema = neuro_signs(neuro, p[_ICANS])
+        age = p[_AGE]
+        if consciousness >= 4:
+            score = -1
+        elif age >= 12.0:
+            score = 10 - impairment  # ICE score (ages >= 12)
+        else:
+            score = 2 * impairment  # CAPD score (ages < 12)
+        icans = icans_grade_astct(age, score, consciousness, seizure, motor, edema)
     if icans > c[C_ICANS_MAX]:
         c[C_ICANS_MAX] = icans
 

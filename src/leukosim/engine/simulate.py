@@ -12,7 +12,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ..model.layout import (
-    C_CAR_INFUSION, C_EVENT, C_EVENT_TIME, C_REMISSION, C_STATUS, D, EVENT_NONE, EVENT_RELAPSE, N_BOLUS,
+    C_CAR_INFUSION, C_EVENT, C_EVENT_TIME, C_REMISSION, C_STATUS, EVENT_NONE, EVENT_RELAPSE, N_BOLUS,
     N_DRIVE, STATUS_OK,
 )
 from ..model.readouts import R_CLASS_FRACTION, R_COUNT_RECOVERY, R_MARROW_FRACTION, readouts_batch

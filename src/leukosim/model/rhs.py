@@ -95,7 +95,7 @@ _CHEMOSENS = D["chemosensitivity"]
 _FITNESS = D["t_cell_fitness"]
 _PRIOR_HSCT = D["prior_hsct"]
 
-#: Classes carrying CD19 (CAR-T and blinatumomab targets) and full-density CD22 (inotuzumab).
+#: Classes carrying CD19 (CAR-T and blinatumomab targets: 0 and 2) and full-density CD22 (inotuzumab).
 _CD19 = (1.0, 0.0, 1.0, 0.0)
 _CD22 = (1.0, 1.0, 0.0, 0.0)
 SOS_WINDOW_DAYS = 21.0  # modified Seattle / Baltimore windows after HSCT (calibration_targets C5)
@@ -114,6 +114,12 @@ def inotuzumab_concentration(y: np.ndarray, p: np.ndarray) -> float:
     return 1000.0 * y[S_INO_CENTRAL] / p[_INO_VC]
 
 
+@numba.njit(cache=True, error_model="numpy", inline="always")
+def _cells(y: np.ndarray, c: np.ndarray, k: int) -> float:
+    """Cells of leukemic class k (0 once extinct)."""
+    return math.exp(y[S_LEUKEMIA + k]) if c[C_ALIVE + k] > 0.5 else 0.0
+
+
 @numba.njit(cache=True, error_model="numpy")
 def derivatives(t: float, y: np.ndarray, p: np.ndarray, u: np.ndarray, c: np.ndarray,
                 dy: np.ndarray, death: np.ndarray) -> float:
@@ -122,14 +128,9 @@ def derivatives(t: float, y: np.ndarray, p: np.ndarray, u: np.ndarray, c: np.nda
     weight = p[_WEIGHT]
     capacity = p[_CAPACITY]
 
-    leukemia = np.zeros(N_CLASSES)
-    total_leukemia = 0.0
-    cd19_leukemia = 0.0
-    for k in range(N_CLASSES):
-        if c[C_ALIVE + k] > 0.5:
-            leukemia[k] = math.exp(y[S_LEUKEMIA + k])
-            total_leukemia += leukemia[k]
-            cd19_leukemia += _CD19[k] * leukemia[k]
+    leukemia = (_cells(y, c, 0), _cells(y, c, 1), _cells(y, c, 2), _cells(y, c, 3))
+    total_leukemia = leukemia[0] + leukemia[1] + leukemia[2] + leukemia[3]
+    cd19_leukemia = leukemia[0] + leukemia[2]
     b_pre = math.exp(y[S_B_PRECURSOR])
     b_mat = math.exp(y[S_B_MATURE])
     marrow = math.exp(y[S_MARROW])
