@@ -51,6 +51,7 @@ class TrialResult:
     def manifest(self) -> dict[str, object]:
         """Provenance of the run: versions, seed, hashes, timings."""
         import numba
+        import pyarrow
         import pydantic
         import scipy
 
@@ -64,7 +65,8 @@ class TrialResult:
             "n_patients": self.n_patients,
             "backend": "local",
             "versions": {"numpy": np.__version__, "scipy": scipy.__version__, "numba": numba.__version__,
-                         "pandas": pd.__version__, "pydantic": pydantic.__version__},
+                         "pandas": pd.__version__, "pyarrow": pyarrow.__version__,
+                         "pydantic": pydantic.__version__},
             "timings_s": self.timings,
             "notice": "Research use only. Not a medical device; not advice for any individual patient.",
         }
