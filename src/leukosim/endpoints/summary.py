@@ -42,10 +42,9 @@ def arm_summary(protocol: Protocol, patients: pd.DataFrame) -> pd.DataFrame:
                 assessed = ok[column].dropna()
                 if len(assessed):
                     add(f"mrd_negative_{name}", float((assessed < threshold).mean()), len(assessed))
-        horizon_months = protocol.follow_up_days / DAYS_PER_MONTH
         for endpoint in ("efs", "os"):
             for months in LANDMARK_MONTHS:
-                if months <= horizon_months + 1e-9:
+                if months * DAYS_PER_MONTH <= protocol.follow_up_days + 1.0:  # a landmark at the horizon counts
                     add(f"{endpoint}_{months}mo", _km_at(ok[f"{endpoint}_days"], ok[f"{endpoint}_event"], months))
         add("crs_any", float((ok["crs_max_grade"] >= 1).mean()))
         add("crs_grade_3_plus", float((ok["crs_max_grade"] >= 3).mean()))

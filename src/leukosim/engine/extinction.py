@@ -20,7 +20,8 @@ import math
 
 import numba
 
-__all__ = ["extinction_threshold", "extinction_thresholds", "extinction_probability", "surviving_clone_size", "RESAMPLE_PROBABILITY"]
+__all__ = ["extinction_threshold", "extinction_thresholds", "extinction_probability", "surviving_clone_size",
+           "RESAMPLE_PROBABILITY"]
 
 #: A growing clone is resampled once its extinction probability so far exceeds this value.
 RESAMPLE_PROBABILITY = 0.5

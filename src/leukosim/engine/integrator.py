@@ -15,7 +15,8 @@ from ..model.layout import (
     C_BLIN_INTERRUPTED_UNTIL, C_BLIN_RATE, C_BLIN_TIME, C_CAR_AUC28, C_CAR_CMAX, C_CAR_INFUSION,
     C_CAR_PRESENT, C_CAR_TMAX, C_CLONE_SIZE, C_CRS_MAX, C_CRS_ONSET, C_EVENT, C_EVENT_TIME,
     C_EXTINCTION_THRESHOLD, C_HSCT_TIME, C_ICANS_MAX, C_IL6_MAX, C_INFECTION_THRESHOLD, C_INO_CMAX,
-    C_INO_FIRST, C_INTERRUPTIONS, C_RECORD_POSITION, C_RELAPSE_CLASS, C_REMISSION, C_RESAMPLES, C_SOS_FATAL_U, C_SOS_THRESHOLD,
+    C_INO_FIRST, C_INTERRUPTIONS, C_RECORD_POSITION, C_RELAPSE_CLASS, C_REMISSION, C_RESAMPLES, C_SOS_FATAL_U,
+    C_SOS_THRESHOLD, C_STEP_SIZE,
     C_SOS_TIME, C_STATUS, C_STEPS, C_STEROID_DOSES, C_STEROID_TIME, C_TOCILIZUMAB_DOSES,
     C_TOCILIZUMAB_TIME, C_TRM_THRESHOLD, D, EVENT_DEATH_CRS, EVENT_DEATH_INFECTION, EVENT_DEATH_SOS,
     EVENT_DEATH_TRM, EVENT_NONE, EVENT_RELAPSE, N_CLASSES, N_STATES, S_B_MATURE, S_B_PRECURSOR,
@@ -54,6 +55,7 @@ LOCATE_ACCEPT = 0.98  # an event crossing in the last 2% of a step is applied at
 LOCATE_OVERSHOOT = 1.01
 LOCATE_MIN_STEP = 1.0e-6  # day
 MIN_STEP = 1.0e-9  # day
+INITIAL_STEP = 0.1  # day, first trial step of a patient
 RELAPSE_FRACTION = 0.05  # morphological relapse: >= 5% marrow blasts (calibration_targets C6)
 MAX_RESAMPLES = 15
 MAX_TOCILIZUMAB_DOSES = 4  # Kymriah label: max 4 doses, >= 8 h apart
@@ -392,7 +394,7 @@ def integrate_interval(t: float, t_stop: float, y: np.ndarray, p: np.ndarray, u:
 
     il6 = derivatives(t, y, p, u, c, k1, death)
     _record(t, y, p, c, il6, record_t, record_out)
-    h = min(0.1, t_stop - t)
+    h = min(c[C_STEP_SIZE] if c[C_STEP_SIZE] > 0.0 else INITIAL_STEP, t_stop - t)
     attempts = 0
     while t < t_stop:
         attempts += 1
@@ -480,6 +482,7 @@ def integrate_interval(t: float, t_stop: float, y: np.ndarray, p: np.ndarray, u:
             c[C_BLIN_INTERRUPTED_UNTIL] = -1.0
             il6 = derivatives(t, y, p, u, c, k1, death)
         _record(t, y, p, c, il6, record_t, record_out)
+        c[C_STEP_SIZE] = h
         h *= min(5.0, 0.9 * max(norm, 1e-10) ** -0.2)
         for j in range(N_STATES):
             if not math.isfinite(y[j]):

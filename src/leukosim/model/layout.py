@@ -102,7 +102,8 @@ C_STATUS = 47  # STATUS_* code of the integration
 C_BLIN_RATE = 48  # ug/day infused since C_BLIN_TIME
 C_STEPS = 49  # accepted integration steps (diagnostics)
 C_RECORD_POSITION = 50  # next trajectory record to fill
-N_CONTEXT = 51
+C_STEP_SIZE = 51  # last step size (day), the first trial step of the next interval
+N_CONTEXT = 52
 
 EVENT_NONE = 0
 EVENT_RELAPSE = 1
