@@ -393,6 +393,7 @@ def integrate_interval(t: float, t_stop: float, y: np.ndarray, p: np.ndarray, u:
     death = np.empty(N_CLASSES)
 
     il6 = derivatives(t, y, p, u, c, k1, death)
+    _event_values(y, p, c, g0)
     _record(t, y, p, c, il6, record_t, record_out)
     h = min(c[C_STEP_SIZE] if c[C_STEP_SIZE] > 0.0 else INITIAL_STEP, t_stop - t)
     attempts = 0
@@ -449,7 +450,6 @@ def integrate_interval(t: float, t_stop: float, y: np.ndarray, p: np.ndarray, u:
             continue
 
         # locate the earliest event crossing inside the step (linear in the event function)
-        _event_values(y, p, c, g0)
         _event_values(y_new, p, c, g1)
         which = -1
         theta = 2.0
@@ -467,20 +467,26 @@ def integrate_interval(t: float, t_stop: float, y: np.ndarray, p: np.ndarray, u:
         for j in range(N_STATES):
             y[j] = y_new[j]
             k1[j] = k7[j]
+        for e in range(N_EVENTS):
+            g0[e] = g1[e]
         il6 = il6_new
         c[C_STEPS] += 1
+        changed = False
         if which >= 0:
             if _apply_event(which, t, y, c, p):
                 return t
-            il6 = derivatives(t, y, p, u, c, k1, death)
+            changed = True
         if _monitor(t, h, y, p, u, c, il6, rules, seed, patient_id, extinction_stream, k1):
-            il6 = derivatives(t, y, p, u, c, k1, death)
+            changed = True
         if c[C_EVENT] != EVENT_NONE or c[C_STATUS] != STATUS_OK:
             return t
         if abs(t - resume) < 1e-12 and c[C_BLIN_RATE] == 0.0 and resume > 0.0:
             _reanchor_blinatumomab(t, p, c, u[U_BLIN_RATE])
             c[C_BLIN_INTERRUPTED_UNTIL] = -1.0
+            changed = True
+        if changed:  # state or context changed at t: derivatives and event functions start afresh
             il6 = derivatives(t, y, p, u, c, k1, death)
+            _event_values(y, p, c, g0)
         _record(t, y, p, c, il6, record_t, record_out)
         c[C_STEP_SIZE] = h
         h *= min(5.0, 0.9 * max(norm, 1e-10) ** -0.2)
