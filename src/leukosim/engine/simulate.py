@@ -214,8 +214,6 @@ def simulate_arm(protocol: Protocol, arm: Arm, covariates: Covariates, p: NDArra
         schedule = compile_phase(current, arm.phases, covariates.take(index), parameters)
         start = clock[index].copy()
         course.add_events(index, start, "phase_start", current.name)
-        for dose in schedule.doses:
-            course.add_events(index, start + dose.day, "dose", dose.drug, dose.amount)
         stops = sorted({a.day - 1.0 for a in current.assess} | {float(current.days)})
         position = np.arange(index.size)
         previous = 0.0
@@ -231,6 +229,11 @@ def simulate_arm(protocol: Protocol, arm: Arm, covariates: Covariates, p: NDArra
                 _assess(course, index[sel], start[sel] + stop, assessment, counter, blast_threshold, recovery,
                         seed)
             previous = stop
+        ended = course.context[index, C_EVENT] != EVENT_NONE
+        last_day = np.where(ended, course.context[index, C_EVENT_TIME], np.inf)
+        for dose in schedule.doses:  # doses given before the patient's course ended
+            given = start + dose.day <= last_day
+            course.add_events(index[given], start[given] + dose.day, "dose", dose.drug, dose.amount[given])
         clock[index] = start + current.days
         running = _running(course, index)
         phase[index] = DONE
