@@ -117,6 +117,7 @@ def patient_table(protocol: Protocol, course: ArmCourse) -> pd.DataFrame:
         "il6_max_pg_per_mL": c[:, C_IL6_MAX],
         "sos_vod": c[:, C_SOS_TIME] >= 0.0,
         "sos_vod_day": np.where(c[:, C_SOS_TIME] >= 0.0, c[:, C_SOS_TIME] - origin, np.nan),
+        "off_protocol_day": course.off_protocol_day - origin,
         "hsct": np.isfinite(hsct_day),
         "hsct_day": hsct_day - origin,
         "car_infused": car,

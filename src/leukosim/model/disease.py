@@ -13,9 +13,9 @@ import numpy as np
 from .parameter import Parameter
 
 CLASS_NAMES = ("CD19+CD22+", "CD19-", "CD22-low", "lineage-switch")
-#: Which classes carry CD19 / CD22 at full density (used by CAR-T, blinatumomab and inotuzumab).
-CD19_POSITIVE = np.array([True, False, True, False])
-CD22_POSITIVE = np.array([True, True, False, False])
+#: 1.0 where a class carries CD19 (CAR-T and blinatumomab targets) / CD22 at full density (inotuzumab).
+CD19_POSITIVE = (1.0, 0.0, 1.0, 0.0)
+CD22_POSITIVE = (1.0, 1.0, 0.0, 0.0)
 
 PARAMETERS = (
     Parameter("leukemia_net_growth", 0.069, "1/day", "Br J Haematol 1997;98:999 (6.9 +/- 7.3 %/day) [P]", True,

@@ -12,11 +12,11 @@ import numba
 import numpy as np
 
 from .blinatumomab import blinatumomab_amount
-from .disease import leukemia_birth_rate
+from .disease import CD19_POSITIVE, CD22_POSITIVE, leukemia_birth_rate
 from .inotuzumab import emax
 from .layout import (
     C_ALIVE, C_BLIN_AMOUNT, C_BLIN_RATE, C_BLIN_TIME, C_CAR_PRESENT, C_HSCT_TIME, C_INO_FIRST,
-    C_STEROID_TIME, C_TOCILIZUMAB_TIME, D, N_CLASSES, S_B_MATURE, S_B_PRECURSOR, S_CAR_EFFECTOR,
+    D, N_CLASSES, S_B_MATURE, S_B_PRECURSOR, S_CAR_EFFECTOR,
     S_CAR_EXHAUSTED, S_CAR_MEMORY, S_EXTINCTION, S_HAZARD_INFECTION, S_HAZARD_SOS, S_HAZARD_TRM,
     S_INO_CENTRAL, S_INO_PERIPHERAL, S_LEUKEMIA, S_LIVER_INJURY, S_MARROW, S_T_ACTIVE, S_T_RESTING,
     U_B_KILL, U_INFECTION, U_LEUKEMIA_KILL, U_MARROW_KILL, U_T_KILL,
@@ -95,9 +95,6 @@ _CHEMOSENS = D["chemosensitivity"]
 _FITNESS = D["t_cell_fitness"]
 _PRIOR_HSCT = D["prior_hsct"]
 
-#: Classes carrying CD19 (CAR-T and blinatumomab targets: 0 and 2) and full-density CD22 (inotuzumab).
-_CD19 = (1.0, 0.0, 1.0, 0.0)
-_CD22 = (1.0, 1.0, 0.0, 0.0)
 SOS_WINDOW_DAYS = 21.0  # modified Seattle / Baltimore windows after HSCT (calibration_targets C5)
 
 
@@ -130,7 +127,9 @@ def derivatives(t: float, y: np.ndarray, p: np.ndarray, u: np.ndarray, c: np.nda
 
     leukemia = (_cells(y, c, 0), _cells(y, c, 1), _cells(y, c, 2), _cells(y, c, 3))
     total_leukemia = leukemia[0] + leukemia[1] + leukemia[2] + leukemia[3]
-    cd19_leukemia = leukemia[0] + leukemia[2]
+    cd19_leukemia = 0.0
+    for k in range(N_CLASSES):
+        cd19_leukemia += CD19_POSITIVE[k] * leukemia[k]
     b_pre = math.exp(y[S_B_PRECURSOR])
     b_mat = math.exp(y[S_B_MATURE])
     marrow = math.exp(y[S_MARROW])
@@ -184,8 +183,8 @@ def derivatives(t: float, y: np.ndarray, p: np.ndarray, u: np.ndarray, c: np.nda
     switch_total = p[_SW19] + p[_SW22] + p[_SWLS]
     kill_flux = 0.0
     for k in range(N_CLASSES):
-        immune = _CD19[k] * (car_kill + blin_marrow_kill)
-        ino_k = ino_effect if _CD22[k] > 0.5 else (ino_effect_low if k == 2 else 0.0)
+        immune = CD19_POSITIVE[k] * (car_kill + blin_marrow_kill)
+        ino_k = ino_effect if CD22_POSITIVE[k] > 0.5 else (ino_effect_low if k == 2 else 0.0)
         death[k] = p[_DEATH] + chemo + immune + ino_k + gvl
         rate = birth - death[k]
         if k == 0:
@@ -253,11 +252,3 @@ def derivatives(t: float, y: np.ndarray, p: np.ndarray, u: np.ndarray, c: np.nda
     dy[S_HAZARD_SOS] = sos
 
     return p[_IL6_BASE] + (p[_IL6_KILL] * kill_flux + p[_IL6_ACT] * activation * t_rest) / weight
-
-
-@numba.njit(cache=True, error_model="numpy")
-def steroid_or_tocilizumab_active(t: float, c: np.ndarray) -> tuple[bool, bool]:
-    """Whether tocilizumab (14-day IL-6R blockade) and corticosteroids (7 days) act at time t."""
-    toci = c[C_TOCILIZUMAB_TIME] >= 0.0 and t - c[C_TOCILIZUMAB_TIME] < 14.0
-    steroid = c[C_STEROID_TIME] >= 0.0 and t - c[C_STEROID_TIME] < 7.0
-    return toci, steroid
