@@ -417,19 +417,19 @@ def integrate_interval(t: float, t_stop: float, y: np.ndarray, p: np.ndarray, u:
             h = boundary - t
         for j in range(N_STATES):
             tmp[j] = y[j] + h * _A21 * k1[j]
-        derivatives(t + _C2 * h, tmp, p, u, c, k2, death)
+        peak = max(il6, derivatives(t + _C2 * h, tmp, p, u, c, k2, death))
         for j in range(N_STATES):
             tmp[j] = y[j] + h * (_A31 * k1[j] + _A32 * k2[j])
-        derivatives(t + _C3 * h, tmp, p, u, c, k3, death)
+        peak = max(peak, derivatives(t + _C3 * h, tmp, p, u, c, k3, death))
         for j in range(N_STATES):
             tmp[j] = y[j] + h * (_A41 * k1[j] + _A42 * k2[j] + _A43 * k3[j])
-        derivatives(t + _C4 * h, tmp, p, u, c, k4, death)
+        peak = max(peak, derivatives(t + _C4 * h, tmp, p, u, c, k4, death))
         for j in range(N_STATES):
             tmp[j] = y[j] + h * (_A51 * k1[j] + _A52 * k2[j] + _A53 * k3[j] + _A54 * k4[j])
-        derivatives(t + _C5 * h, tmp, p, u, c, k5, death)
+        peak = max(peak, derivatives(t + _C5 * h, tmp, p, u, c, k5, death))
         for j in range(N_STATES):
             tmp[j] = y[j] + h * (_A61 * k1[j] + _A62 * k2[j] + _A63 * k3[j] + _A64 * k4[j] + _A65 * k5[j])
-        derivatives(t + h, tmp, p, u, c, k6, death)
+        peak = max(peak, derivatives(t + h, tmp, p, u, c, k6, death))
         for j in range(N_STATES):
             y_new[j] = y[j] + h * (_B1 * k1[j] + _B3 * k3[j] + _B4 * k4[j] + _B5 * k5[j] + _B6 * k6[j])
         il6_new = derivatives(t + h, y_new, p, u, c, k7, death)
@@ -476,7 +476,8 @@ def integrate_interval(t: float, t_stop: float, y: np.ndarray, p: np.ndarray, u:
             if _apply_event(which, t, y, c, p):
                 return t
             changed = True
-        if _monitor(t, h, y, p, u, c, il6, rules, seed, patient_id, extinction_stream, k1):
+        # toxicity is graded on the step's IL-6 peak: the largest value at its Runge-Kutta stages
+        if _monitor(t, h, y, p, u, c, max(peak, il6_new), rules, seed, patient_id, extinction_stream, k1):
             changed = True
         if c[C_EVENT] != EVENT_NONE or c[C_STATUS] != STATUS_OK:
             return t
