@@ -21,7 +21,7 @@ from ..observe.assays import measure_blast_percent, measure_mrd
 from ..observe.grading import RESPONSE_CR, RESPONSE_CRI, RESPONSE_NR, response_categories
 from ..population.covariates import Covariates
 from ..population.streams import Stream, uniforms
-from ..protocol.schema import Arm, Condition, Protocol
+from ..protocol.schema import Arm, Assessment, Condition, Protocol
 from ..protocol.schedule import compile_phase
 from .initial import initial_state
 from .integrator import (
@@ -132,8 +132,11 @@ def _running(course: ArmCourse, index: NDArray[np.int64]) -> NDArray[np.int64]:
     return index[(c[:, C_EVENT] == EVENT_NONE) & (c[:, C_STATUS] == STATUS_OK)]
 
 
-def _assess(course: ArmCourse, index: NDArray[np.int64], day: NDArray[np.float64], assessment, counter,
-            blast_threshold: float, recovery_fraction: float, seed: int) -> None:
+def _assess(course: ArmCourse, index: NDArray[np.int64], day: NDArray[np.float64], assessment: Assessment,
+            counter: NDArray[np.int64], blast_threshold: float, recovery_fraction: float, seed: int) -> None:
+    """Marrow morphology (response) and the assessment's MRD assay for patients ``index``; MRD is not
+    measured (NaN) when the assay is morphology. ``counter`` numbers each patient's assessments so every
+    assessment draws its own uniforms."""
     result = course.assessments.get(assessment.name)
     n = len(course.covariates)
     if result is None:
@@ -149,12 +152,12 @@ def _assess(course: ArmCourse, index: NDArray[np.int64], day: NDArray[np.float64
     u_mrd = uniforms(seed, ids, first)
     u_morph = uniforms(seed, ids, first + 1)
     counter[index] += 1
-    assay = "flow" if assessment.assay == "morphology" else assessment.assay
     blasts = measure_blast_percent(values[:, R_MARROW_FRACTION], u_morph)
     response = response_categories(blasts, values[:, R_COUNT_RECOVERY] >= recovery_fraction,
                                    blast_threshold).astype(np.int64)
     result.day[index] = day
-    result.mrd[index] = measure_mrd(fraction, assay, u_mrd)
+    if assessment.assay != "morphology":
+        result.mrd[index] = measure_mrd(fraction, assessment.assay, u_mrd)
     result.blasts_percent[index] = blasts
     result.response[index] = response
     result.true_fraction[index] = fraction
