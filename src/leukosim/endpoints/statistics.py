@@ -163,7 +163,8 @@ def _rmst_variance(kmf: KaplanMeierFitter, horizon: float) -> float:
     table = kmf.event_table.loc[keep]
     deaths, at_risk = table["observed"].to_numpy(float), table["at_risk"].to_numpy(float)
     usable = (deaths > 0) & (at_risk > deaths)
-    return float(np.sum(area_from[usable] ** 2 * deaths[usable] / (at_risk[usable] * (at_risk[usable] - deaths[usable]))))
+    d, r = deaths[usable], at_risk[usable]
+    return float(np.sum(area_from[usable] ** 2 * d / (r * (r - d))))
 
 
 def survival_table(patients: pd.DataFrame, endpoint: str = "efs",

@@ -67,6 +67,9 @@ _LINEAR_STATES = (S_INO_CENTRAL, S_INO_CENTRAL + 1, S_INO_CENTRAL + 2, S_HAZARD_
 
 _SW = (0, INDEX["switch_cd19_loss"], INDEX["switch_cd22_low"], INDEX["switch_lineage"])
 _CAR_VIABLE = INDEX["car_viable_fraction"]
+_CAR_RHO = INDEX["car_expansion_rate"]
+_CAR_EX = INDEX["car_exhaustion_rate"]
+_CAR_XDEATH = INDEX["car_exhausted_death"]
 _COND_LEUK = INDEX["hsct_conditioning_leukemia_log10_kill"]
 _COND_LYMPH = INDEX["hsct_conditioning_lymphocyte_log10_kill"]
 _ENGRAFT = INDEX["hsct_engraftment_fraction"]
@@ -154,7 +157,11 @@ def _apply_bolus(t: float, y: np.ndarray, p: np.ndarray, c: np.ndarray, bolus: n
             c[C_CAR_PRESENT] = 1.0
             y[S_CAR_EFFECTOR] = math.log(cells)
             y[S_CAR_MEMORY] = math.log(0.01 * cells)
-            y[S_CAR_EXHAUSTED] = math.log(0.001 * cells)
+            # exhausted cells are seeded at the ratio to effectors that the model's exhaustion kinetics sustain
+            # under full antigen signal, ex / (x_death + rho) (a few per cent, the order of exhaustion-marker-
+            # positive cells in an expanded product); from far below it the pool's ln-rate (~50/day) is a stiff
+            # transient. Exhausted cells do not kill; the seed decays at x_death.
+            y[S_CAR_EXHAUSTED] = math.log(p[_CAR_EX] / (p[_CAR_XDEATH] + p[_CAR_RHO]) * cells)
         c[C_CAR_INFUSION] = t
     if bolus[B_HSCT] > 0.0:
         # conditioning thins every clone: survival s per cell; Kendall's K gains (1/s - 1)/m
