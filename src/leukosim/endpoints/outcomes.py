@@ -18,7 +18,7 @@ from ..model.layout import (
 from ..observe.grading import RESPONSE_LABELS
 from ..protocol.schema import Protocol
 
-__all__ = ["patient_table", "event_table", "RELAPSE_PHENOTYPES"]
+__all__ = ["patient_table", "event_table", "mrd_column", "RELAPSE_PHENOTYPES"]
 
 RELAPSE_PHENOTYPES = ("CD19+", "CD19-", "CD22-low", "lineage-switch")
 _DEATH_CAUSES = {EVENT_DEATH_INFECTION: "infection", EVENT_DEATH_TRM: "transplant", EVENT_DEATH_SOS: "sos_vod",
@@ -28,6 +28,11 @@ assert len(RELAPSE_PHENOTYPES) == len(CLASS_NAMES)
 
 def _column_name(assessment: str) -> str:
     return assessment.replace("-", "_").replace(" ", "_").lower()
+
+
+def mrd_column(assessment: str) -> str:
+    """Name of the patient-table column holding the MRD result of an assessment."""
+    return f"mrd_{_column_name(assessment)}"
 
 
 def _first_event(days: list[NDArray[np.float64]], names: list[str], horizon: NDArray[np.float64]
@@ -140,7 +145,7 @@ def patient_table(protocol: Protocol, course: ArmCourse) -> pd.DataFrame:
     }
     for name, result in course.assessments.items():
         column = _column_name(name)
-        table[f"mrd_{column}"] = result.mrd
+        table[mrd_column(name)] = result.mrd
         table[f"blasts_percent_{column}"] = result.blasts_percent
         table[f"response_{column}"] = np.where(result.response >= 0,
                                                np.array(RESPONSE_LABELS, dtype=object)[np.maximum(result.response, 0)],

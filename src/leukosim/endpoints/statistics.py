@@ -19,6 +19,8 @@ from lifelines import AalenJohansenFitter, CoxPHFitter, KaplanMeierFitter
 from lifelines.utils import median_survival_times, restricted_mean_survival_time
 from scipy import stats
 
+from .outcomes import RELAPSE_PHENOTYPES, mrd_column
+
 __all__ = [
     "wilson_interval",
     "response_rates",
@@ -37,7 +39,7 @@ RESPONDER = ("CR", "CRi")
 MAX_GRADE = 5
 # Event codes handed to the Aalen-Johansen estimator: 0 censored, 1..4 relapse of that phenotype,
 # DEATH_WITHOUT_RELAPSE the competing risk.
-RELAPSE_PHENOTYPE_CODES = {"CD19+": 1, "CD19-": 2, "CD22-low": 3, "lineage-switch": 4}
+RELAPSE_PHENOTYPE_CODES = {name: code for code, name in enumerate(RELAPSE_PHENOTYPES, start=1)}
 DEATH_WITHOUT_RELAPSE = 9
 ANY_RELAPSE = 1
 
@@ -84,10 +86,6 @@ def _proportion_row(successes: int, n: int, **keys: object) -> dict[str, object]
     return {**keys, "n": n, "successes": successes, "rate": rate, "ci_low": low, "ci_high": high}
 
 
-def _column_name(assessment: str) -> str:
-    return "mrd_" + assessment.replace("-", "_").replace(" ", "_").lower()
-
-
 def response_rates(patients: pd.DataFrame, protocol: object) -> pd.DataFrame:
     """Response and MRD negativity of each arm, with Wilson 95% intervals.
 
@@ -107,7 +105,7 @@ def response_rates(patients: pd.DataFrame, protocol: object) -> pd.DataFrame:
         seen: set[str] = set()
         for phase in arm.phases:
             for assessment in phase.assess:
-                column = _column_name(assessment.name)
+                column = mrd_column(assessment.name)
                 if assessment.name in seen or column not in group:
                     continue
                 seen.add(assessment.name)

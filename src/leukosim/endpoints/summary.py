@@ -1,61 +1,61 @@
-"""The main endpoints of each arm, as a tidy table (arm, endpoint, value, n)."""
+"""The main endpoints of each arm, as a tidy table (arm, endpoint, value, n), built from
+:mod:`leukosim.endpoints.statistics`."""
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from lifelines import KaplanMeierFitter
 
 from ..protocol.schema import Protocol
+from .outcomes import RELAPSE_PHENOTYPES
+from .statistics import DAYS_PER_MONTH, response_rates, survival_table
 
 __all__ = ["arm_summary", "LANDMARK_MONTHS"]
 
 LANDMARK_MONTHS = (6, 12, 24, 36, 60)
-DAYS_PER_MONTH = 365.25 / 12
 
-
-def _km_at(days: pd.Series, events: pd.Series, months: float) -> float:
-    fitter = KaplanMeierFitter().fit(days.to_numpy(float), events.to_numpy(bool))
-    return float(fitter.survival_function_at_times(months * DAYS_PER_MONTH).iloc[0])
 
 
 def arm_summary(protocol: Protocol, patients: pd.DataFrame) -> pd.DataFrame:
-    """Response, MRD negativity per assessment, EFS/OS landmarks, toxicity, transplant and relapse phenotype
-    of each arm, among patients whose simulation succeeded (``status == 'ok'``)."""
+    """Response, MRD negativity per assessment, EFS/OS landmarks within follow-up, toxicity, transplant and
+    relapse phenotype of each arm, among patients whose simulation succeeded (``status == 'ok'``)."""
+    landmarks = [m for m in LANDMARK_MONTHS if m * DAYS_PER_MONTH <= protocol.follow_up_days + 1.0]
     rows: list[dict[str, object]] = []
-    thresholds = {a.name: a.threshold for arm in protocol.arms for ph in arm.phases for a in ph.assess}
-    for arm, group in patients.groupby("arm", sort=False):
-        ok = group[group["status"] == "ok"]
-        n = len(ok)
+    ok = patients[patients["status"] == "ok"]
+    rates = response_rates(patients, protocol) if len(ok) else None
+    survival = {endpoint: survival_table(patients, endpoint, landmarks) for endpoint in ("efs", "os") if len(ok)}
+    for arm in protocol.arms:
+        group = patients[patients["arm"] == arm.name]
+        if group.empty:
+            continue
+        members = ok[ok["arm"] == arm.name]
+        n = len(members)
 
         def add(endpoint: str, value: float, denominator: int = n) -> None:
-            rows.append({"arm": arm, "endpoint": endpoint, "value": value, "n": denominator})
+            rows.append({"arm": arm.name, "endpoint": endpoint, "value": value, "n": denominator})
 
         add("patients", float(len(group)), len(group))
         add("failed_simulations", float((group["status"] != "ok").sum()), len(group))
         if n == 0:
             continue
-        add("response_cr_or_cri", float(ok["best_response"].isin(["CR", "CRi"]).mean()))
-        for name, threshold in thresholds.items():
-            column = "mrd_" + name.replace("-", "_").replace(" ", "_").lower()
-            if column in ok:
-                assessed = ok[column].dropna()
-                if len(assessed):
-                    add(f"mrd_negative_{name}", float((assessed < threshold).mean()), len(assessed))
-        for endpoint in ("efs", "os"):
-            for months in LANDMARK_MONTHS:
-                if months * DAYS_PER_MONTH <= protocol.follow_up_days + 1.0:  # a landmark at the horizon counts
-                    add(f"{endpoint}_{months}mo", _km_at(ok[f"{endpoint}_days"], ok[f"{endpoint}_event"], months))
-        add("crs_any", float((ok["crs_max_grade"] >= 1).mean()))
-        add("crs_grade_3_plus", float((ok["crs_max_grade"] >= 3).mean()))
-        add("icans_any", float((ok["icans_max_grade"] >= 1).mean()))
-        add("icans_grade_3_plus", float((ok["icans_max_grade"] >= 3).mean()))
-        add("sos_vod", float(ok["sos_vod"].mean()))
-        add("hsct", float(ok["hsct"].mean()))
-        add("relapse", float(ok["relapse"].mean()))
-        relapses = ok["relapse_phenotype"].dropna()
-        for phenotype in ("CD19+", "CD19-", "CD22-low", "lineage-switch"):
+        for row in rates[rates["arm"] == arm.name].itertuples():  # type: ignore[index]
+            name = "response_cr_or_cri" if row.endpoint == "cr_or_cri" else f"mrd_negative_{row.assessment}"
+            if row.n:
+                add(name, float(row.rate), int(row.n))
+        for endpoint, table in survival.items():
+            landmark_rows = table[(table["arm"] == arm.name) & (table["statistic"] == "survival")]
+            for row in landmark_rows.itertuples():
+                add(f"{endpoint}_{int(row.months)}mo", float(row.estimate))
+        add("crs_any", float((members["crs_max_grade"] >= 1).mean()))
+        add("crs_grade_3_plus", float((members["crs_max_grade"] >= 3).mean()))
+        add("icans_any", float((members["icans_max_grade"] >= 1).mean()))
+        add("icans_grade_3_plus", float((members["icans_max_grade"] >= 3).mean()))
+        add("sos_vod", float(members["sos_vod"].mean()))
+        add("hsct", float(members["hsct"].mean()))
+        add("relapse", float(members["relapse"].mean()))
+        relapses = members["relapse_phenotype"].dropna()
+        for phenotype in RELAPSE_PHENOTYPES:
             if len(relapses):
                 add(f"relapse_share_{phenotype}", float((relapses == phenotype).mean()), len(relapses))
-        add("death", float(ok["os_event"].mean()))
+        add("death", float(members["os_event"].mean()))
     return pd.DataFrame(rows, columns=["arm", "endpoint", "value", "n"]).astype({"value": np.float64})
