@@ -317,3 +317,13 @@ def test_protocol_error_pickles() -> None:
     error = ProtocolError("x.yaml", [("a.b", "expected c, got d")], [3])
     clone = pickle.loads(pickle.dumps(error))
     assert str(clone) == str(error) == "x.yaml: a.b: expected c, got d (line 3)"
+
+
+def test_schema_regimens_match_the_model_regimen_table() -> None:
+    """Every regimen a protocol may name has kill rates in the model, and vice versa."""
+    from typing import get_args
+
+    from leukosim.model.chemotherapy import REGIMENS
+    from leukosim.protocol.schema import ChemoRegimen
+
+    assert set(get_args(ChemoRegimen)) == set(REGIMENS)

@@ -202,12 +202,17 @@ def _event_values(y: np.ndarray, p: np.ndarray, c: np.ndarray, g: np.ndarray) ->
 N_EVENTS = 8
 
 
+@numba.njit(cache=True, error_model="numpy", inline="always")
+def _past_threshold(k: int, y: np.ndarray, c: np.ndarray) -> bool:
+    """Whether clone k's extinction-layer state has reached its extinction threshold."""
+    return y[S_EXTINCTION + k] >= c[C_EXTINCTION_THRESHOLD + k]
+
+
 @numba.njit(cache=True, error_model="numpy")
 def _extinguish_crossed(y: np.ndarray, p: np.ndarray, c: np.ndarray) -> None:
     """Apply extinctions whose threshold a jump (transplant conditioning) carried a clone past."""
     for k in range(N_CLASSES):
-        if (c[C_ALIVE + k] > 0.5 and _inflow_small(k, y, p, c)
-                and y[S_EXTINCTION + k] >= c[C_EXTINCTION_THRESHOLD + k]):
+        if c[C_ALIVE + k] > 0.5 and _inflow_small(k, y, p, c) and _past_threshold(k, y, c):
             c[C_ALIVE + k] = 0.0
 
 
@@ -337,7 +342,7 @@ def _monitor(t: float, h: float, y: np.ndarray, p: np.ndarray, u: np.ndarray, c:
         p_ext = extinction_probability(c[C_CLONE_SIZE + k], y[S_EXTINCTION + k])
         if p_ext <= RESAMPLE_PROBABILITY:
             continue
-        if y[S_EXTINCTION + k] >= c[C_EXTINCTION_THRESHOLD + k]:  # crossed by a jump: extinct, not resampled
+        if _past_threshold(k, y, c):  # crossed without a located event: extinct, not resampled
             c[C_ALIVE + k] = 0.0
             changed = True
             continue

@@ -44,7 +44,6 @@ class AssessmentResult:
 
     day: NDArray[np.float64]
     mrd: NDArray[np.float64]
-    mrd_threshold: float
     blasts_percent: NDArray[np.float64]
     response: NDArray[np.int64]
     true_fraction: NDArray[np.float64]
@@ -140,8 +139,9 @@ def _assess(course: ArmCourse, index: NDArray[np.int64], day: NDArray[np.float64
     result = course.assessments.get(assessment.name)
     n = len(course.covariates)
     if result is None:
-        result = AssessmentResult(np.full(n, np.nan), np.full(n, np.nan), assessment.threshold,
-                                  np.full(n, np.nan), np.full(n, -1, dtype=np.int64), np.full(n, np.nan))
+        missing = np.full(n, np.nan)
+        result = AssessmentResult(missing.copy(), missing.copy(), missing.copy(), np.full(n, -1, dtype=np.int64),
+                                  missing.copy())
         course.assessments[assessment.name] = result
     ids = course.covariates.patient_id[index]
     values = readouts_batch(course.state[index], course.parameters[index], course.context[index])

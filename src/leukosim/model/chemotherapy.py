@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from .parameter import Parameter
 
-REGIMENS = ("prephase", "induction", "consolidation", "reinduction", "intensive_block", "maintenance")
 EFFECTS = ("leukemia_kill", "t_cell_kill", "b_cell_kill", "marrow_kill", "infection_hazard")
 AGENTS = ("fludarabine", "cyclophosphamide")
 
@@ -31,6 +30,9 @@ _REGIMEN_SOURCES = {
 _UNITS = {"infection_hazard": "1/day"}
 
 # per reference dose on the day of administration: leukemia, T, B, marrow kill (1/day); infection hazard
+#: Regimens a protocol may name (the schema's ``regimen`` values must match).
+REGIMENS = tuple(_REGIMEN_VALUES)
+
 _AGENT_VALUES = {
     "fludarabine": (30.0, (0.10, 1.20, 1.20, 0.20, 1.0e-4)),
     "cyclophosphamide": (500.0, (0.40, 0.80, 0.80, 0.50, 1.0e-4)),

@@ -10,10 +10,11 @@ import numpy as np
 
 from .layout import (
     C_ALIVE, C_CAR_PRESENT, D, N_CLASSES, S_B_MATURE, S_B_PRECURSOR, S_CAR_EFFECTOR, S_CAR_EXHAUSTED,
-    S_CAR_MEMORY, S_INO_CENTRAL, S_LEUKEMIA, S_MARROW, S_T_ACTIVE, S_T_RESTING,
+    S_CAR_MEMORY, S_LEUKEMIA, S_MARROW, S_T_ACTIVE, S_T_RESTING,
 )
 from ..observe.assays import DNA_UG_PER_DIPLOID_CELL
 from .registry import INDEX
+from .rhs import inotuzumab_concentration
 
 _B_BLOOD = INDEX["b_blood_fraction"]
 _BLOOD_VOLUME = INDEX["blood_volume_ml_per_kg"]
@@ -22,7 +23,6 @@ _VCN = INDEX["car_vector_copies"]
 _WEIGHT = D["weight_kg"]
 _T_NORMAL = D["t_normal"]
 _MARROW_NORMAL = D["marrow_normal"]
-_INO_VC = D["ino_central_volume"]
 
 #: Leukocytes per uL of a child with normal counts (assumption [U]).
 NORMAL_LEUKOCYTES_PER_UL = 6000.0
@@ -104,7 +104,7 @@ def readouts(y: np.ndarray, p: np.ndarray, c: np.ndarray, out: np.ndarray) -> No
     car_present = c[C_CAR_PRESENT] > 0.5
     out[R_CAR_CELLS] = (math.exp(y[S_CAR_EFFECTOR]) + math.exp(y[S_CAR_MEMORY])
                         + math.exp(y[S_CAR_EXHAUSTED])) if car_present else 0.0
-    out[R_INO_NG_PER_ML] = 1000.0 * y[S_INO_CENTRAL] / p[_INO_VC]
+    out[R_INO_NG_PER_ML] = inotuzumab_concentration(y, p)
 
 
 @numba.njit(cache=True, parallel=True, error_model="numpy")
