@@ -27,22 +27,16 @@ import numpy as np
 import pytest
 from numpy.typing import NDArray
 
-from leukosim.engine.initial import initial_state
-from leukosim.engine.reference import solve_patient
+from leukosim.engine.reference import deterministic_course, solve_patient
 from leukosim.engine.integrator import (
     MAX_RESAMPLES, N_RECORD, N_RULE_COLUMNS, integrate_batch,
 )
 from leukosim.model.layout import (
-    C_EVENT, C_EXTINCTION_THRESHOLD, C_INFECTION_THRESHOLD, C_REMISSION,
-    C_RESAMPLES, C_SOS_THRESHOLD, C_STATUS, C_TRM_THRESHOLD, EVENT_NONE, N_BOLUS, N_CLASSES, N_STATES,
-    S_CAR_EXHAUSTED, S_INO_CENTRAL, S_LEUKEMIA, STATE_NAMES, STATUS_OK,
+    C_EVENT, C_RESAMPLES, C_STATUS, EVENT_NONE, N_BOLUS, N_CLASSES, N_STATES, S_CAR_EXHAUSTED, S_INO_CENTRAL,
+    S_LEUKEMIA, STATE_NAMES, STATUS_OK,
 )
-from leukosim.model.registry import INDEX, default_parameters
-from leukosim.population.covariates import draw_covariates
-from leukosim.population.individual import individual_parameters
 from leukosim.population.streams import Stream
 from leukosim.protocol.load import load_protocol
-from leukosim.protocol.schedule import compile_phase
 
 SEED = 3
 PATIENTS = np.array([0, 1, 2, 3], dtype=np.int64)
@@ -70,27 +64,9 @@ LINEAR_FLOOR = 1.0e-9  # linear states smaller than this in the reference are no
 def setup(name: str, phases: tuple[str, ...]) -> dict[str, NDArray | float]:
     """Initial state, parameters and context with events off, and the schedule of ``phases`` of the first
     arm back to back (days since enrollment)."""
-    protocol = load_protocol(name)
-    parameters = default_parameters()
-    covariates = draw_covariates(protocol.population, SEED, PATIENTS)
-    p = individual_parameters(parameters, covariates, SEED)
-    y, c = initial_state(p, covariates, SEED)
-    c[:, C_EXTINCTION_THRESHOLD:C_EXTINCTION_THRESHOLD + N_CLASSES] = np.inf
-    c[:, C_RESAMPLES:C_RESAMPLES + N_CLASSES] = MAX_RESAMPLES
-    c[:, [C_INFECTION_THRESHOLD, C_TRM_THRESHOLD, C_SOS_THRESHOLD]] = np.inf
-    c[:, C_REMISSION] = 0.0
-    p[:, INDEX["crs_fatal_il6_factor"]] = np.inf
-    arm = protocol.arms[0]
-    times, drive, bolus = [], [], []
-    offset = 0.0
-    for phase in (next(ph for ph in arm.phases if ph.name == phase_name) for phase_name in phases):
-        schedule = compile_phase(phase, arm.phases, covariates, parameters)
-        times.append(schedule.times + offset)
-        drive.append(schedule.drive)
-        bolus.append(schedule.bolus)
-        offset += phase.days
-    return {"y": y, "p": p, "c": c, "times": np.concatenate(times), "drive": np.concatenate(drive, axis=1),
-            "bolus": np.concatenate(bolus, axis=1), "t_end": offset}
+    course = deterministic_course(load_protocol(name), PATIENTS, SEED, phases=phases)
+    return {"y": course.y0, "p": course.p, "c": course.c0, "times": course.times, "drive": course.drive,
+            "bolus": course.bolus, "t_end": course.t_end}
 
 
 def engine(case: dict) -> tuple[NDArray, NDArray]:
