@@ -102,3 +102,43 @@ def schema(out: Path = typer.Option(None, "--out", "-o", help="write to a file i
         typer.echo(text)
     else:
         out.write_text(text + "\n")
+
+
+export_app = typer.Typer(no_args_is_help=True, help="Export a run or the model to other tools' formats.")
+app.add_typer(export_app, name="export")
+
+
+def _export(write, run_dir: Path, out: Path, **options: object) -> None:  # noqa: ANN001 (a write_* function)
+    try:
+        paths = write(run_dir, out, **options)
+    except (FileNotFoundError, ValueError) as error:
+        _fail(str(error))
+        return
+    except OSError as error:
+        _fail(f"{out}: cannot write ({error.strerror or error})")
+        return
+    for path in paths:
+        console.print(f"wrote {escape(str(path))}")
+    console.print(f"[dim]{NOTICE}[/]")
+
+
+@export_app.command("nonmem")
+def export_nonmem(run_dir: Path = typer.Argument(..., help="a run directory written by `leukosim run`"),
+                  out: Path = typer.Option(..., "--out", "-o", help="NM-TRAN data file to write (.csv)")) -> None:
+    """NM-TRAN dataset of RUN_DIR (doses, MRD, CAR transgene, B cells, drug levels, covariates), with a pharmpy
+    .datainfo sidecar and a data dictionary."""
+    from .io.nonmem import write_nonmem
+
+    _export(write_nonmem, run_dir, out)
+
+
+@export_app.command("adam")
+def export_adam(run_dir: Path = typer.Argument(..., help="a run directory written by `leukosim run`"),
+                out: Path = typer.Option(..., "--out", "-o", help="ADTTE file to write (.csv or .parquet)"),
+                add_one_day: bool = typer.Option(False, "--add-one-day", help="AVAL = ADY - STARTDY + 1 (admiral)"),
+                ) -> None:
+    """ADaM-style time-to-event dataset (ADTTE: EFS, OS, relapse) of RUN_DIR, with a data dictionary."""
+    from .io.adam import write_adtte
+
+    _export(write_adtte, run_dir, out, add_one_day=add_one_day)
+

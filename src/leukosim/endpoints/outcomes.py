@@ -11,9 +11,11 @@ from ..engine.simulate import ArmCourse, event_rows, origin_days
 from ..model.disease import CLASS_NAMES
 from ..model.layout import (
     C_APLASIA_DAYS, C_CAR_AUC28, C_CAR_CMAX, C_CAR_INFUSION, C_CAR_TMAX, C_CRS_MAX, C_CRS_ONSET, C_EVENT,
-    C_EVENT_TIME, C_HSCT_TIME, C_ICANS_MAX, C_IL6_MAX, C_INO_CMAX, C_BLIN_CSS_MAX, C_INTERRUPTIONS,
+    C_EVENT_TIME, C_HSCT_TIME, C_ICANS_MAX, C_IL6_MAX, C_INO_CMAX, C_BLIN_CSS_MAX, C_INTERRUPTION_LOG,
+    C_INTERRUPTIONS,
     C_RELAPSE_CLASS, C_SOS_TIME, C_STATUS, C_STEPS, C_STEROID_DOSES, C_TOCILIZUMAB_DOSES, EVENT_DEATH_CRS,
-    EVENT_DEATH_INFECTION, EVENT_DEATH_SOS, EVENT_DEATH_TRM, EVENT_RELAPSE, STATUS_NAMES,
+    EVENT_DEATH_INFECTION, EVENT_DEATH_SOS, EVENT_DEATH_TRM, EVENT_RELAPSE,
+    MAX_LOGGED_INTERRUPTIONS, STATUS_NAMES,
 )
 from ..observe.grading import RESPONSE_LABELS
 from ..protocol.schema import Protocol
@@ -140,6 +142,8 @@ def patient_table(protocol: Protocol, course: ArmCourse) -> pd.DataFrame:
         "efs_event_type": efs_type,
         "os_days": np.where(died, death_day, horizon) - os_origin,
         "os_event": died,
+        "efs_origin_day": origin,  # days since enrollment
+        "os_origin_day": os_origin,
         "death_cause": death_cause,
         "solver_steps": c[:, C_STEPS].astype(np.int64),
     }
@@ -169,16 +173,21 @@ _BASELINE_COLUMNS = ("patient_id", "arm", "status", "age_years", "sex", "height_
 
 def event_table(course: ArmCourse) -> pd.DataFrame:
     """One row per event of an arm: phase starts, doses, assessments, responses, relapses (value: share
-    of the CD19+CD22+ class), transplant, toxicity and deaths (days since enrollment)."""
+    of the CD19+CD22+ class), transplant, toxicity, blinatumomab interruptions and deaths (days since
+    enrollment). Doses: ``value`` in the administered unit (ug/day for blinatumomab, mg, cells, chemotherapy
+    intensity) and ``duration`` the scheduled days of an infusion or block, cut at death or relapse (0 for a
+    bolus); interruptions (the first ``MAX_LOGGED_INTERRUPTIONS``): ``duration`` the days the rule stops the
+    infusion for."""
     c = course.context
     ids = course.covariates.patient_id
     rows = list(course.events)
 
     def add(mask: NDArray[np.bool_], day: NDArray[np.float64], event: str, detail: str = "",
-            value: NDArray[np.float64] | float = np.nan) -> None:
+            value: NDArray[np.float64] | float = np.nan, duration: NDArray[np.float64] | float = np.nan) -> None:
         if mask.any():
             rows.append(event_rows(ids[mask], day[mask], event, detail,
-                                   value[mask] if isinstance(value, np.ndarray) else value))
+                                   value[mask] if isinstance(value, np.ndarray) else value,
+                                   duration[mask] if isinstance(duration, np.ndarray) else duration))
 
     add(c[:, C_HSCT_TIME] >= 0.0, c[:, C_HSCT_TIME], "hsct")
     add(c[:, C_CRS_ONSET] >= 0.0, c[:, C_CRS_ONSET], "crs", "max_grade", c[:, C_CRS_MAX])
@@ -186,6 +195,9 @@ def event_table(course: ArmCourse) -> pd.DataFrame:
     for code, cause in _DEATH_CAUSES.items():
         add(c[:, C_EVENT].astype(int) == code, c[:, C_EVENT_TIME], "death", cause)
     late = course.death_after_progression_day
+    for k in range(MAX_LOGGED_INTERRUPTIONS):  # duration: planned days of the interruption
+        start, end = c[:, C_INTERRUPTION_LOG + 2 * k], c[:, C_INTERRUPTION_LOG + 2 * k + 1]
+        add(c[:, C_INTERRUPTIONS] > k, start, "interruption", "blinatumomab", duration=end - start)
     add(np.isfinite(late) & (late <= course.horizon_day), late, "death", "leukemia")
     frame = pd.DataFrame({key: np.concatenate([row[key] for row in rows]) for key in EVENT_COLUMNS}
                          if rows else {key: [] for key in EVENT_COLUMNS})
@@ -193,4 +205,4 @@ def event_table(course: ArmCourse) -> pd.DataFrame:
     return frame.sort_values(["patient_id", "day"], kind="stable").reset_index(drop=True)
 
 
-EVENT_COLUMNS = ("patient_id", "day", "event", "detail", "value")
+EVENT_COLUMNS = ("patient_id", "day", "event", "detail", "value", "duration")

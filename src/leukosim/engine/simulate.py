@@ -69,15 +69,17 @@ class ArmCourse:
     records: NDArray[np.float64] = field(default_factory=lambda: np.empty((0, 0, N_RECORD)))
 
     def add_events(self, index: NDArray[np.int64], day: NDArray[np.float64] | float, event: str,
-                   detail: str = "", value: NDArray[np.float64] | float = np.nan) -> None:
+                   detail: str = "", value: NDArray[np.float64] | float = np.nan,
+                   duration: NDArray[np.float64] | float = np.nan) -> None:
         """Record one event for each patient of ``index`` (positions in this arm)."""
         if index.size:
-            self.events.append(event_rows(self.covariates.patient_id[index], day, event, detail, value))
+            self.events.append(event_rows(self.covariates.patient_id[index], day, event, detail, value, duration))
 
 
 def event_rows(patient_id: NDArray[np.int64], day: NDArray[np.float64] | float, event: str, detail: str = "",
-               value: NDArray[np.float64] | float = np.nan) -> dict[str, NDArray]:
-    """Columns of event rows, one per patient id."""
+               value: NDArray[np.float64] | float = np.nan,
+               duration: NDArray[np.float64] | float = np.nan) -> dict[str, NDArray]:
+    """Columns of event rows, one per patient id (``duration``: days a dose was given over, 0 for a bolus)."""
     count = patient_id.size
     return {
         "patient_id": patient_id,
@@ -85,6 +87,7 @@ def event_rows(patient_id: NDArray[np.int64], day: NDArray[np.float64] | float, 
         "event": np.full(count, event, dtype=object),
         "detail": np.full(count, detail, dtype=object),
         "value": np.broadcast_to(np.asarray(value, dtype=np.float64), (count,)).copy(),
+        "duration": np.broadcast_to(np.asarray(duration, dtype=np.float64), (count,)).copy(),
     }
 
 
@@ -234,9 +237,10 @@ def simulate_arm(protocol: Protocol, arm: Arm, covariates: Covariates, p: NDArra
             previous = stop
         ended = course.context[index, C_EVENT] != EVENT_NONE
         last_day = np.where(ended, course.context[index, C_EVENT_TIME], np.inf)
-        for dose in schedule.doses:  # doses given before the patient's course ended
+        for dose in schedule.doses:  # doses given before the patient's course ended (infusions stop there)
             given = start + dose.day <= last_day
-            course.add_events(index[given], start[given] + dose.day, "dose", dose.drug, dose.amount[given])
+            duration = np.minimum(dose.duration, last_day[given] - start[given] - dose.day)
+            course.add_events(index[given], start[given] + dose.day, "dose", dose.drug, dose.amount[given], duration)
         clock[index] = start + current.days
         running = _running(course, index)
         phase[index] = DONE

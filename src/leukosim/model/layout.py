@@ -103,7 +103,9 @@ C_BLIN_RATE = 48  # ug/day infused since C_BLIN_TIME
 C_STEPS = 49  # accepted integration steps (diagnostics)
 C_RECORD_POSITION = 50  # next trajectory record to fill
 C_STEP_SIZE = 51  # last step size (day), the first trial step of the next interval
-N_CONTEXT = 52
+MAX_LOGGED_INTERRUPTIONS = 24
+C_INTERRUPTION_LOG = 52  # (start, planned end) day of each blinatumomab interruption, the first 24
+N_CONTEXT = C_INTERRUPTION_LOG + 2 * MAX_LOGGED_INTERRUPTIONS
 
 EVENT_NONE = 0
 EVENT_RELAPSE = 1

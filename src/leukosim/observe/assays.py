@@ -29,6 +29,9 @@ __all__ = [
     "ASSAYS",
     "DNA_UG_PER_DIPLOID_CELL",
     "B_CELL_APLASIA_PER_UL",
+    "BLINATUMOMAB_LLOQ_NG_PER_ML",
+    "INOTUZUMAB_LLOQ_NG_PER_ML",
+    "CAR_QPCR_LLOQ_COPIES_PER_UG",
     "limit_of_detection",
     "measure_mrd",
     "measure_blast_percent",
@@ -127,6 +130,14 @@ DNA_UG_PER_DIPLOID_CELL = 6.6e-6
 #: Peripheral CD19+ B cells per uL at or below which B cells count as depleted [cells/uL]: the
 #: blinatumomab label's depletion level (model_literature.md §7).
 B_CELL_APLASIA_PER_UL = 10.0
+
+#: Lower limits of quantification of the drug and CAR-T assays, applied when exporting model values as
+#: observations (:mod:`leukosim.io.nonmem`): blinatumomab CD69 T-cell bioassay 50-100 pg/mL, inotuzumab
+#: HPLC-MS/MS 1.0 ng/mL (model_literature.md §7); CAR transgene qPCR 50 copies/ug gDNA is an assumption [U]
+#: (not in the reference set).
+BLINATUMOMAB_LLOQ_NG_PER_ML = 0.05
+INOTUZUMAB_LLOQ_NG_PER_ML = 1.0
+CAR_QPCR_LLOQ_COPIES_PER_UG = 50.0
 
 
 def _assay(assay: str | Assay) -> Assay:

@@ -34,6 +34,7 @@ class Dose:
     drug: str
     amount: NDArray[np.float64]
     unit: str
+    duration: float = 0.0  # days of a continuous infusion or chemotherapy block; 0 for a bolus
 
 
 @dataclass(frozen=True)
@@ -115,12 +116,12 @@ def compile_phase(phase: Phase, phases: list[Phase], covariates: Covariates,
             for effect, column in _EFFECT_DRIVE.items():
                 drive[:, active, column] += parameters[f"chemo_{drug.regimen}_{effect}"] * drug.intensity
             doses.append(Dose(drug.days[0] - 1.0, f"chemotherapy:{drug.regimen}",
-                              np.full(n, drug.intensity), "intensity"))
+                              np.full(n, drug.intensity), "intensity", drug.days[1] - drug.days[0] + 1.0))
             continue
         amount = _administered(drug, covariates)
         if drug.drug == "blinatumomab":
             drive[:, span(drug.days[0] - 1.0, drug.days[1]), U_BLIN_RATE] += amount[:, None]
-            doses.append(Dose(drug.days[0] - 1.0, drug.drug, amount, "ug/day"))
+            doses.append(Dose(drug.days[0] - 1.0, drug.drug, amount, "ug/day", drug.days[1] - drug.days[0] + 1.0))
             continue
         for day in drug.days:
             at = int(np.searchsorted(times, day - 1.0))
