@@ -1,4 +1,5 @@
-"""The ``leukosim`` command: run a protocol, list protocols and parameters, export the protocol schema."""
+"""The ``leukosim`` command: run a protocol, write its report, list protocols and parameters, export the protocol
+schema."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from rich.table import Table
 
 from .model.registry import PARAMETERS, default_parameters
 from .protocol.load import ProtocolError, bundled_protocols, load_protocol, protocol_json_schema
+from .trial import DEFAULT_TRAJECTORY_PATIENTS
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="leukosim: in-silico trials of pediatric B-ALL immunotherapy. RESEARCH USE ONLY.")
@@ -33,8 +35,11 @@ def run(
     patients: int = typer.Option(1000, "--patients", "-n", min=1, help="number of virtual patients"),
     seed: int = typer.Option(0, "--seed", "-s", min=0, help="random seed"),
     out: Path = typer.Option(None, "--out", "-o", help="run directory (default: runs/<protocol>-seed<seed>)"),
+    trajectories: int = typer.Option(DEFAULT_TRAJECTORY_PATIENTS, "--trajectories", min=0,
+                                     help="record trajectories of this many patients (the lowest ids)"),
+    no_report: bool = typer.Option(False, "--no-report", help="do not write report.html"),
 ) -> None:
-    """Simulate PROTOCOL in a virtual population and write a run directory."""
+    """Simulate PROTOCOL in a virtual population and write a run directory with its report."""
     from .io.rundir import write_run
     from .trial import simulate_trial
 
@@ -48,10 +53,15 @@ def run(
     with Progress(TextColumn("simulating"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=console, transient=True) as bar:
         task = bar.add_task("simulating", total=patients)
-        result = simulate_trial(spec, patients, seed, progress=lambda done: bar.advance(task, done))
+        result = simulate_trial(spec, patients, seed, trajectory_patients=trajectories,
+                                progress=lambda done: bar.advance(task, done))
     write_run(result, out)
     _print_summary(result.summary())
     console.print(f"{result.timings['patients_per_s']:.0f} patients/s; results in {out}")
+    if not no_report:
+        from .report import write_report
+
+        console.print(f"report: {write_report(out)}")
     console.print(f"[dim]{NOTICE}[/]")
 
 
@@ -65,6 +75,20 @@ def _print_summary(summary) -> None:  # noqa: ANN001 (pandas DataFrame)
             value = f"{row.value:.0f}" if row.endpoint in ("patients", "failed_simulations") else f"{row.value:.1%}"
             table.add_row(row.endpoint, value, str(row.n))
         console.print(table)
+
+
+@app.command()
+def report(run_dir: Path = typer.Argument(..., help="a run directory written by `leukosim run`")) -> None:
+    """Write RUN_DIR/report.html: statistics, figures, published targets and provenance in one file."""
+    from .report import write_report
+
+    try:
+        path = write_report(run_dir)
+    except (FileNotFoundError, ProtocolError) as error:
+        _fail(str(error))
+        return
+    console.print(f"report: {path}")
+    console.print(f"[dim]{NOTICE}[/]")
 
 
 @app.command()
@@ -142,3 +166,33 @@ def export_adam(run_dir: Path = typer.Argument(..., help="a run directory writte
 
     _export(write_adtte, run_dir, out, add_one_day=add_one_day)
 
+
+@export_app.command("sbml")
+def export_sbml(
+    protocol: str = typer.Option(..., "--protocol", "-p", help="bundled protocol name or a YAML file"),
+    patient: int = typer.Option(..., "--patient", "-k", help="virtual patient id, as numbered by `leukosim run`"),
+    out: Path = typer.Option(..., "--out", "-o", help="SBML file to write"),
+    seed: int = typer.Option(0, "--seed", "-s", min=0, help="seed of the run the patient belongs to"),
+    arm: str = typer.Option(None, "--arm", help="arm (default: the first)"),
+    phases: str = typer.Option(None, "--phases", help="comma-separated phases of the arm (default: the path of a "
+                                                      "complete responder)"),
+) -> None:
+    """Deterministic model of one virtual patient on PROTOCOL as SBML Level 3 Version 2, doses as events (no
+    stochastic layers, no toxicity management)."""
+    from .interop.sbml import patient_sbml
+
+    if patient < 0:
+        _fail(f"--patient must be a virtual patient id >= 0, got {patient}")
+        return
+    try:
+        text = patient_sbml(load_protocol(protocol), patient, seed, arm, phases.split(",") if phases else None)
+    except (ProtocolError, ValueError) as error:
+        _fail(str(error))
+        return
+    try:
+        out.write_text(text)
+    except OSError as error:
+        _fail(f"{out}: cannot write ({error.strerror or error})")
+        return
+    console.print(f"wrote {escape(str(out))}")
+    console.print(f"[dim]{NOTICE}[/]")

@@ -1,7 +1,12 @@
 """The public entry point: simulate a protocol in a virtual population.
 
 ``simulate_trial(protocol, n_patients, seed)`` -> :class:`TrialResult`. Patients are processed in chunks;
-every random draw is keyed by (seed, patient id), so results do not depend on the chunk size."""
+every random draw is keyed by (seed, patient id), so results do not depend on the chunk size.
+
+Trajectories (marrow blasts, B cells, CAR transgene, drug concentrations, IL-6 ...) are recorded on a day grid
+for the first ``trajectory_patients`` patient ids. Recording makes every grid day a solver step boundary, so a
+recorded patient's results can differ from an unrecorded run at the solver tolerance; the number recorded is
+part of the run's settings (manifest) and results are reproducible for the same settings."""
 
 from __future__ import annotations
 
@@ -15,9 +20,9 @@ import pandas as pd
 
 from . import __version__
 from .endpoints.outcomes import event_table, patient_table
-from .endpoints.summary import arm_summary
-from .engine.integrator import integrate_batch
-from .engine.simulate import simulate_arm
+from .endpoints.summary import arm_summary, trial_statistics
+from .engine.integrator import RECORD_NAMES, integrate_batch
+from .engine.simulate import ArmCourse, simulate_arm
 from .model.registry import ParameterSet, default_parameters
 from .population.covariates import draw_covariates
 from .population.individual import individual_parameters
@@ -25,9 +30,11 @@ from .population.streams import Stream, uniforms
 from .protocol.load import load_protocol, protocol_hash
 from .protocol.schema import Protocol
 
-__all__ = ["simulate_trial", "TrialResult", "assign_arms", "DEFAULT_CHUNK_SIZE"]
+__all__ = ["simulate_trial", "TrialResult", "assign_arms", "trajectory_days", "DEFAULT_CHUNK_SIZE",
+           "DEFAULT_TRAJECTORY_PATIENTS"]
 
 DEFAULT_CHUNK_SIZE = 20_000
+DEFAULT_TRAJECTORY_PATIENTS = 200
 
 
 @dataclass(frozen=True)
@@ -39,6 +46,8 @@ class TrialResult:
     seed: int
     patients: pd.DataFrame
     events: pd.DataFrame
+    trajectories: pd.DataFrame
+    trajectory_patients: int = 0
     timings: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -48,6 +57,10 @@ class TrialResult:
     def summary(self) -> pd.DataFrame:
         """Main endpoints of each arm (see :func:`leukosim.endpoints.summary.arm_summary`)."""
         return arm_summary(self.protocol, self.patients)
+
+    def statistics(self) -> dict[str, pd.DataFrame]:
+        """Every statistics table of the trial (see :func:`leukosim.endpoints.summary.trial_statistics`)."""
+        return trial_statistics(self.protocol, self.patients)
 
     def manifest(self) -> dict[str, object]:
         """Provenance of the run: versions, seed, hashes, timings."""
@@ -64,6 +77,7 @@ class TrialResult:
             "parameter_set_hash": self.parameters.hash(),
             "seed": self.seed,
             "n_patients": self.n_patients,
+            "trajectory_patients": self.trajectory_patients,
             "backend": "local",
             "versions": {"numpy": np.__version__, "scipy": scipy.__version__, "numba": numba.__version__,
                          "pandas": pd.__version__, "pyarrow": pyarrow.__version__,
@@ -81,28 +95,56 @@ def assign_arms(protocol: Protocol, seed: int, patient_ids: np.ndarray) -> np.nd
     return np.minimum(np.searchsorted(bounds, u, side="right"), len(protocol.arms) - 1)
 
 
-def simulate_chunk(protocol: Protocol, parameters: ParameterSet, seed: int,
-                   patient_ids: np.ndarray) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Patients and events of the given patient ids."""
+def trajectory_days(protocol: Protocol) -> np.ndarray:
+    """Recording grid (days since enrollment): daily to day 90, weekly to day 364, then every 28 days to the
+    end of the longest arm's follow-up."""
+    horizon = max(sum(phase.days for phase in arm.phases) for arm in protocol.arms) + protocol.follow_up_days
+    return np.concatenate([np.arange(0.0, 91.0), np.arange(91.0, 365.0, 7.0),
+                           np.arange(365.0, horizon + 1.0, 28.0)])
+
+
+def _trajectory_frame(course: ArmCourse) -> pd.DataFrame:
+    """Recorded readouts of an arm's patients in long-wide form, rows after a terminal event dropped."""
+    n, times = course.records.shape[:2]
+    frame = pd.DataFrame(course.records.reshape(n * times, -1), columns=list(RECORD_NAMES))
+    frame.insert(0, "patient_id", np.repeat(course.covariates.patient_id, times))
+    frame.insert(1, "arm", course.arm)
+    frame.insert(2, "day", np.tile(course.record_times, n))
+    return frame[frame[list(RECORD_NAMES)].notna().any(axis=1)]
+
+
+def simulate_chunk(protocol: Protocol, parameters: ParameterSet, seed: int, patient_ids: np.ndarray,
+                   trajectory_patients: int = 0) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Patients, events and trajectories of the given patient ids (trajectories for ids below
+    ``trajectory_patients``)."""
     covariates = draw_covariates(protocol.population, seed, patient_ids)
     p = individual_parameters(parameters, covariates, seed)
     arms = assign_arms(protocol, seed, patient_ids)
-    patients, events = [], []
+    grid = trajectory_days(protocol)
+    patients, events, trajectories = [], [], []
     for a, arm in enumerate(protocol.arms):
-        members = np.flatnonzero(arms == a)
-        if members.size == 0:
-            continue
-        course = simulate_arm(protocol, arm, covariates.take(members), p[members], parameters, seed)
-        patients.append(patient_table(protocol, course))
-        events.append(event_table(course))
+        for recorded in (True, False):
+            members = np.flatnonzero((arms == a) & ((patient_ids < trajectory_patients) == recorded))
+            if members.size == 0:
+                continue
+            course = simulate_arm(protocol, arm, covariates.take(members), p[members], parameters, seed,
+                                  record_times=grid if recorded else None)
+            patients.append(patient_table(protocol, course))
+            events.append(event_table(course))
+            if recorded:
+                trajectories.append(_trajectory_frame(course))
+    empty = pd.DataFrame(columns=["patient_id", "arm", "day", *RECORD_NAMES])
     return (pd.concat(patients, ignore_index=True).sort_values("patient_id", kind="stable"),
-            pd.concat(events, ignore_index=True))
+            pd.concat(events, ignore_index=True).sort_values(["patient_id", "day"], kind="stable"),
+            pd.concat(trajectories, ignore_index=True) if trajectories else empty)
 
 
 def simulate_trial(protocol: Protocol | str | Path, n_patients: int, seed: int = 0,
                    parameters: ParameterSet | None = None, chunk_size: int = DEFAULT_CHUNK_SIZE,
+                   trajectory_patients: int = DEFAULT_TRAJECTORY_PATIENTS,
                    progress: Callable[[int], None] | None = None) -> TrialResult:
-    """Simulate ``n_patients`` virtual patients on ``protocol`` (a Protocol, a bundled name or a YAML path)."""
+    """Simulate ``n_patients`` virtual patients on ``protocol`` (a Protocol, a bundled name or a YAML path),
+    recording trajectories of the first ``trajectory_patients`` of them."""
     if n_patients < 1:
         raise ValueError("n_patients must be at least 1")
     if not isinstance(protocol, Protocol):
@@ -114,12 +156,13 @@ def simulate_trial(protocol: Protocol | str | Path, n_patients: int, seed: int =
         simulate_chunk(protocol, parameters, seed, np.zeros(1, dtype=np.int64))
         compile_s = time.perf_counter() - started
     started = time.perf_counter()
-    patients, events = [], []
+    patients, events, trajectories = [], [], []
     for first in range(0, n_patients, chunk_size):
         ids = np.arange(first, min(first + chunk_size, n_patients), dtype=np.int64)
-        chunk_patients, chunk_events = simulate_chunk(protocol, parameters, seed, ids)
-        patients.append(chunk_patients)
-        events.append(chunk_events)
+        chunk = simulate_chunk(protocol, parameters, seed, ids, trajectory_patients)
+        patients.append(chunk[0])
+        events.append(chunk[1])
+        trajectories.append(chunk[2])
         if progress is not None:
             progress(ids.size)
     elapsed = time.perf_counter() - started
@@ -129,6 +172,8 @@ def simulate_trial(protocol: Protocol | str | Path, n_patients: int, seed: int =
         seed=seed,
         patients=pd.concat(patients, ignore_index=True),
         events=pd.concat(events, ignore_index=True),
+        trajectories=pd.concat(trajectories, ignore_index=True),
+        trajectory_patients=min(trajectory_patients, n_patients),
         timings={"compile": compile_s, "simulate": elapsed,
                  "patients_per_s": n_patients / elapsed if elapsed > 0 else float("nan")},
     )

@@ -20,7 +20,7 @@ from ..model.layout import (
 from ..observe.grading import RESPONSE_LABELS
 from ..protocol.schema import Protocol
 
-__all__ = ["patient_table", "event_table", "mrd_column", "RELAPSE_PHENOTYPES"]
+__all__ = ["patient_table", "event_table", "mrd_column", "response_column", "RELAPSE_PHENOTYPES"]
 
 RELAPSE_PHENOTYPES = ("CD19+", "CD19-", "CD22-low", "lineage-switch")
 _DEATH_CAUSES = {EVENT_DEATH_INFECTION: "infection", EVENT_DEATH_TRM: "transplant", EVENT_DEATH_SOS: "sos_vod",
@@ -35,6 +35,11 @@ def _column_name(assessment: str) -> str:
 def mrd_column(assessment: str) -> str:
     """Name of the patient-table column holding the MRD result of an assessment."""
     return f"mrd_{_column_name(assessment)}"
+
+
+def response_column(assessment: str) -> str:
+    """Name of the patient-table column holding the response category at an assessment."""
+    return f"response_{_column_name(assessment)}"
 
 
 def _first_event(days: list[NDArray[np.float64]], names: list[str], horizon: NDArray[np.float64]
@@ -137,13 +142,13 @@ def patient_table(protocol: Protocol, course: ArmCourse) -> pd.DataFrame:
         "relapse": event == EVENT_RELAPSE,
         "relapse_day": relapse_day - origin,
         "relapse_phenotype": relapse_phenotype,
+        "efs_origin_day": origin,  # days since enrollment
+        "os_origin_day": os_origin,
         "efs_days": efs_day - origin,
         "efs_event": efs_event,
         "efs_event_type": efs_type,
         "os_days": np.where(died, death_day, horizon) - os_origin,
         "os_event": died,
-        "efs_origin_day": origin,  # days since enrollment
-        "os_origin_day": os_origin,
         "death_cause": death_cause,
         "solver_steps": c[:, C_STEPS].astype(np.int64),
     }
@@ -151,7 +156,7 @@ def patient_table(protocol: Protocol, course: ArmCourse) -> pd.DataFrame:
         column = _column_name(name)
         table[mrd_column(name)] = result.mrd
         table[f"blasts_percent_{column}"] = result.blasts_percent
-        table[f"response_{column}"] = np.where(result.response >= 0,
+        table[response_column(name)] = np.where(result.response >= 0,
                                                np.array(RESPONSE_LABELS, dtype=object)[np.maximum(result.response, 0)],
                                                None)
     frame = pd.DataFrame(table)
@@ -190,14 +195,14 @@ def event_table(course: ArmCourse) -> pd.DataFrame:
                                    duration[mask] if isinstance(duration, np.ndarray) else duration))
 
     add(c[:, C_HSCT_TIME] >= 0.0, c[:, C_HSCT_TIME], "hsct")
+    for k in range(MAX_LOGGED_INTERRUPTIONS):  # duration: planned days of the interruption
+        start, end = c[:, C_INTERRUPTION_LOG + 2 * k], c[:, C_INTERRUPTION_LOG + 2 * k + 1]
+        add(c[:, C_INTERRUPTIONS] > k, start, "interruption", "blinatumomab", duration=end - start)
     add(c[:, C_CRS_ONSET] >= 0.0, c[:, C_CRS_ONSET], "crs", "max_grade", c[:, C_CRS_MAX])
     add(c[:, C_SOS_TIME] >= 0.0, c[:, C_SOS_TIME], "sos_vod")
     for code, cause in _DEATH_CAUSES.items():
         add(c[:, C_EVENT].astype(int) == code, c[:, C_EVENT_TIME], "death", cause)
     late = course.death_after_progression_day
-    for k in range(MAX_LOGGED_INTERRUPTIONS):  # duration: planned days of the interruption
-        start, end = c[:, C_INTERRUPTION_LOG + 2 * k], c[:, C_INTERRUPTION_LOG + 2 * k + 1]
-        add(c[:, C_INTERRUPTIONS] > k, start, "interruption", "blinatumomab", duration=end - start)
     add(np.isfinite(late) & (late <= course.horizon_day), late, "death", "leukemia")
     frame = pd.DataFrame({key: np.concatenate([row[key] for row in rows]) for key in EVENT_COLUMNS}
                          if rows else {key: [] for key in EVENT_COLUMNS})

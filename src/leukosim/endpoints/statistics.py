@@ -397,3 +397,28 @@ def car_kinetics(patients: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
                                                              level)
             rows.append(row)
     return pd.DataFrame(rows, columns=columns)
+
+
+_BASELINE_CONTINUOUS = (("age_years", "Age, years"), ("weight_kg", "Weight, kg"), ("height_cm", "Height, cm"),
+                        ("bsa_m2", "Body surface area, m²"), ("marrow_blasts_percent", "Marrow blasts, %"),
+                        ("wbc_per_uL", "WBC, /µL"))
+
+
+def baseline_table(patients: pd.DataFrame) -> pd.DataFrame:
+    """Cohort baseline characteristics per arm ("Table 1"), all enrolled patients.
+
+    Continuous covariates as median and interquartile range, sex and prior transplant as count and percentage.
+    Columns: arm, characteristic, n, median, q1, q3, count, percent.
+    """
+    rows: list[dict[str, object]] = []
+    for arm, group in patients.groupby("arm", sort=False):
+        n = len(group)
+        for column, label in _BASELINE_CONTINUOUS:
+            values = group[column].to_numpy(float)
+            q1, median, q3 = np.percentile(values, [25, 50, 75])
+            rows.append({"arm": arm, "characteristic": label, "n": n, "median": median, "q1": q1, "q3": q3})
+        for label, flags in (("Male sex", group["sex"].to_numpy(str) == "M"),
+                             ("Prior allogeneic HSCT", group["prior_hsct"].to_numpy(bool))):
+            rows.append({"arm": arm, "characteristic": label, "n": n, "count": int(flags.sum()),
+                         "percent": 100.0 * flags.mean()})
+    return pd.DataFrame(rows, columns=["arm", "characteristic", "n", "median", "q1", "q3", "count", "percent"])

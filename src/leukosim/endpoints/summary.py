@@ -1,5 +1,5 @@
-"""The main endpoints of each arm, as a tidy table (arm, endpoint, value, n), built from
-:mod:`leukosim.endpoints.statistics`."""
+"""What a trial reports: the main endpoints of each arm as one tidy table (:func:`arm_summary`) and every
+statistics table of a run (:func:`trial_statistics`), both built from :mod:`leukosim.endpoints.statistics`."""
 
 from __future__ import annotations
 
@@ -8,9 +8,13 @@ import pandas as pd
 
 from ..protocol.schema import Protocol
 from .outcomes import RELAPSE_PHENOTYPES
-from .statistics import DAYS_PER_MONTH, response_rates, survival_table
+from .statistics import (
+    DAYS_PER_MONTH, baseline_table, car_kinetics, cumulative_incidence_of_relapse, hazard_ratio, response_rates,
+    survival_table, toxicity_table,
+)
+from .targets import compare_targets
 
-__all__ = ["arm_summary", "LANDMARK_MONTHS"]
+__all__ = ["arm_summary", "trial_statistics", "LANDMARK_MONTHS"]
 
 LANDMARK_MONTHS = (6, 12, 24, 36, 60)
 
@@ -59,3 +63,29 @@ def arm_summary(protocol: Protocol, patients: pd.DataFrame) -> pd.DataFrame:
                 add(f"relapse_share_{phenotype}", float((relapses == phenotype).mean()), len(relapses))
         add("death", float(members["os_event"].mean()))
     return pd.DataFrame(rows, columns=["arm", "endpoint", "value", "n"]).astype({"value": np.float64})
+
+
+def trial_statistics(protocol: Protocol, patients: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """Every statistics table of a run, by name: ``main`` (:func:`arm_summary`), ``baseline``, ``response``,
+    ``efs`` and ``os`` (Kaplan-Meier landmarks at 6, 12, 24, 36 and 60 months within follow-up, median, RMST),
+    ``hazard_ratio_efs`` / ``hazard_ratio_os`` (arms against ``endpoints.reference_arm``, default the last arm;
+    only with two or more analysed arms), ``relapse_incidence`` (Aalen-Johansen by phenotype at the landmarks),
+    ``toxicity``, ``car_kinetics`` and ``targets`` (simulated vs published)."""
+    landmarks = [m for m in LANDMARK_MONTHS if m * DAYS_PER_MONTH <= protocol.follow_up_days + 1.0]
+    tables = {"main": arm_summary(protocol, patients), "baseline": baseline_table(patients)}
+    ok = patients[patients["status"] == "ok"]
+    if ok.empty:
+        return tables
+    tables["response"] = response_rates(patients, protocol)
+    for endpoint in ("efs", "os"):
+        tables[endpoint] = survival_table(patients, endpoint, landmarks)
+    analysed = list(dict.fromkeys(ok["arm"]))
+    reference = protocol.endpoints.reference_arm or protocol.arms[-1].name
+    if len(analysed) >= 2 and reference in analysed:
+        for endpoint in ("efs", "os"):
+            tables[f"hazard_ratio_{endpoint}"] = hazard_ratio(patients, endpoint, reference)
+    tables["relapse_incidence"] = cumulative_incidence_of_relapse(patients, [m * DAYS_PER_MONTH for m in landmarks])
+    tables["toxicity"] = toxicity_table(patients)
+    tables["car_kinetics"] = car_kinetics(patients)
+    tables["targets"] = compare_targets(protocol, patients)
+    return tables

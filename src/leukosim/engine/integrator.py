@@ -26,7 +26,9 @@ from ..model.layout import (
     S_HAZARD_TRM, S_INO_CENTRAL, S_LEUKEMIA, S_MARROW, S_T_ACTIVE, S_T_RESTING, STATUS_NONFINITE,
     STATUS_OK, STATUS_STEP_UNDERFLOW, STATUS_TOO_MANY_STEPS, U_BLIN_RATE,
 )
-from ..model.readouts import N_READOUTS, b_cells_per_ul, car_copies_per_ug, marrow_leukemic_fraction, readouts
+from ..model.readouts import (
+    N_READOUTS, READOUT_NAMES, b_cells_per_ul, car_copies_per_ug, marrow_leukemic_fraction, readouts,
+)
 from ..model.registry import INDEX
 from ..model.rhs import SOS_WINDOW_DAYS, blinatumomab_concentration, derivatives, inotuzumab_concentration
 from ..model.toxicity import crs_signs, neuro_signs
@@ -106,6 +108,7 @@ EXTINCTION_STREAM_STRIDE = 32
 REC_IL6 = N_READOUTS
 REC_BLINATUMOMAB = N_READOUTS + 1
 N_RECORD = N_READOUTS + 2
+RECORD_NAMES = (*READOUT_NAMES, "il6_pg_per_mL", "blinatumomab_ng_per_mL")
 
 
 @numba.njit(cache=True, error_model="numpy")
@@ -314,11 +317,11 @@ def _monitor(t: float, h: float, y: np.ndarray, p: np.ndarray, u: np.ndarray, c:
         elif blin_running:
             _reanchor_blinatumomab(t, p, c, 0.0)
             c[C_BLIN_INTERRUPTED_UNTIL] = t + rules[r, R_DAYS]
-            c[C_INTERRUPTIONS] += 1
             logged = int(c[C_INTERRUPTIONS])
             if logged < MAX_LOGGED_INTERRUPTIONS:
                 c[C_INTERRUPTION_LOG + 2 * logged] = t
                 c[C_INTERRUPTION_LOG + 2 * logged + 1] = t + rules[r, R_DAYS]
+            c[C_INTERRUPTIONS] += 1
             blin_running = False
             changed = True
 

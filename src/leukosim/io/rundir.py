@@ -1,23 +1,36 @@
-"""Run directories: ``patients.parquet`` (one row per patient), ``events.parquet`` (one row per event) and
-``manifest.json``, written last so an interrupted run never looks complete."""
+"""Run directories.
+
+A run directory holds ``protocol.json`` (the validated protocol as run), ``patients.parquet`` (one row per
+patient), ``events.parquet`` (one row per event), ``trajectories.parquet`` (readouts of the recorded patients on
+a day grid), ``summary.json`` (every statistics table) and ``manifest.json``, written last so an interrupted run
+never looks complete."""
 
 from __future__ import annotations
 
 import json
+import math
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ..endpoints.summary import trial_statistics
+from ..protocol.load import parse_protocol
+from ..protocol.schema import Protocol
 from ..trial import TrialResult
 
-__all__ = ["write_run", "read_patients", "MANIFEST", "PATIENTS", "EVENTS"]
+__all__ = ["write_run", "read_run", "read_patients", "write_summary", "RunDirectory", "MANIFEST", "PATIENTS",
+           "EVENTS", "TRAJECTORIES", "SUMMARY", "PROTOCOL"]
 
 MANIFEST = "manifest.json"
 PATIENTS = "patients.parquet"
 EVENTS = "events.parquet"
+TRAJECTORIES = "trajectories.parquet"
+SUMMARY = "summary.json"
+PROTOCOL = "protocol.json"
 
 
 def _write_parquet(frame: pd.DataFrame, path: Path, metadata: dict[str, str]) -> None:
@@ -29,6 +42,46 @@ def _write_parquet(frame: pd.DataFrame, path: Path, metadata: dict[str, str]) ->
     os.replace(partial, path)
 
 
+def _write_text(path: Path, text: str) -> None:
+    partial = path.with_suffix(path.suffix + ".partial")
+    partial.write_text(text)
+    os.replace(partial, path)
+
+
+def _json_value(value: object) -> object:
+    """A table cell as JSON: NaN and NA as null, infinities as the strings "inf" / "-inf"."""
+    if value is None or value is pd.NA:
+        return None
+    if isinstance(value, float):
+        if math.isnan(value):
+            return None
+        if math.isinf(value):
+            return "inf" if value > 0 else "-inf"
+    if hasattr(value, "item"):  # numpy scalar
+        return _json_value(value.item())
+    return value
+
+
+def summary_document(protocol: Protocol, patients: pd.DataFrame) -> dict[str, object]:
+    """``summary.json`` content: every statistics table as a list of records (NaN -> null, inf -> "inf")."""
+    tables = trial_statistics(protocol, patients)
+    return {
+        "protocol": protocol.name,
+        "notice": "Research use only. Not a medical device; not advice for any individual patient.",
+        "tables": {name: [{key: _json_value(v) for key, v in row.items()}
+                          for row in table.astype(object).to_dict(orient="records")]
+                   for name, table in tables.items()},
+    }
+
+
+def write_summary(run_dir: str | Path, protocol: Protocol, patients: pd.DataFrame) -> Path:
+    """Write ``summary.json`` of a run directory and return its path."""
+    path = Path(run_dir) / SUMMARY
+    document = summary_document(protocol, patients)
+    _write_text(path, json.dumps(document, indent=1, allow_nan=False, ensure_ascii=False) + "\n")
+    return path
+
+
 def write_run(result: TrialResult, out_dir: str | Path) -> Path:
     """Write the run directory and return its path."""
     out = Path(out_dir)
@@ -38,18 +91,49 @@ def write_run(result: TrialResult, out_dir: str | Path) -> Path:
     provenance = {"leukosim.protocol_hash": str(manifest["protocol_hash"]),
                   "leukosim.parameter_set_hash": str(manifest["parameter_set_hash"]),
                   "leukosim.seed": str(result.seed)}
-    _write_parquet(result.patients.sort_values("patient_id", kind="stable").reset_index(drop=True),
-                   out / PATIENTS, provenance)
+    _write_text(out / PROTOCOL, json.dumps(result.protocol.model_dump(mode="json", by_alias=True), indent=1) + "\n")
+    patients = result.patients.sort_values("patient_id", kind="stable").reset_index(drop=True)
+    _write_parquet(patients, out / PATIENTS, provenance)
     _write_parquet(result.events, out / EVENTS, provenance)
-    partial = out / (MANIFEST + ".partial")
-    partial.write_text(json.dumps(manifest, indent=2, sort_keys=True, default=str) + "\n")
-    os.replace(partial, out / MANIFEST)
+    _write_parquet(result.trajectories, out / TRAJECTORIES, provenance)
+    write_summary(out, result.protocol, patients)
+    _write_text(out / MANIFEST, json.dumps(manifest, indent=2, sort_keys=True, default=str) + "\n")
     return out
+
+
+@dataclass(frozen=True)
+class RunDirectory:
+    """A completed run directory, read back."""
+
+    path: Path
+    protocol: Protocol
+    manifest: dict[str, object]
+    patients: pd.DataFrame
+    events: pd.DataFrame
+    trajectories: pd.DataFrame
+
+
+def _complete(run_dir: str | Path) -> Path:
+    run = Path(run_dir)
+    if not run.is_dir():
+        raise FileNotFoundError(f"{run}: not a directory")
+    if not (run / MANIFEST).exists():
+        raise FileNotFoundError(f"{run}: no {MANIFEST}; the run is incomplete or not a leukosim run directory")
+    return run
 
 
 def read_patients(run_dir: str | Path) -> pd.DataFrame:
     """The patient table of a completed run directory."""
-    run = Path(run_dir)
-    if not (run / MANIFEST).exists():
-        raise FileNotFoundError(f"{run}: no {MANIFEST}; the run is incomplete or not a leukosim run directory")
-    return pd.read_parquet(run / PATIENTS)
+    return pd.read_parquet(_complete(run_dir) / PATIENTS)
+
+
+def read_run(run_dir: str | Path) -> RunDirectory:
+    """Everything in a completed run directory."""
+    run = _complete(run_dir)
+    missing = [name for name in (PROTOCOL, PATIENTS, EVENTS, TRAJECTORIES) if not (run / name).exists()]
+    if missing:
+        raise FileNotFoundError(f"{run}: missing {', '.join(missing)} (written by an older leukosim?)")
+    return RunDirectory(path=run, protocol=parse_protocol((run / PROTOCOL).read_text(), str(run / PROTOCOL)),
+                        manifest=json.loads((run / MANIFEST).read_text()),
+                        patients=pd.read_parquet(run / PATIENTS), events=pd.read_parquet(run / EVENTS),
+                        trajectories=pd.read_parquet(run / TRAJECTORIES))

@@ -29,7 +29,10 @@ __all__ = [
     "OsDefinition",
     "ResponseDefinition",
     "Endpoints",
+    "Group",
     "Target",
+    "TargetEndpoint",
+    "BUILTIN_GROUPS",
     "Protocol",
     "DRUG_UNITS",
 ]
@@ -503,18 +506,55 @@ class ResponseDefinition(StrictModel):
 
 
 class Endpoints(StrictModel):
+    """Endpoint definitions; ``reference_arm`` is the control arm of hazard ratios (default: the last arm)."""
+
     efs: EfsDefinition = Field(default_factory=EfsDefinition)
     os: OsDefinition = Field(default_factory=OsDefinition)
     response: ResponseDefinition = Field(default_factory=ResponseDefinition)
+    reference_arm: str | None = None
+
+
+class Group(StrictModel):
+    """A subgroup of an arm's patients: assessed at every one of ``assessed``, meeting every condition of
+    ``all`` (each names its assessment) and in none of the groups ``excluding`` (defined earlier)."""
+
+    assessed: list[str] = Field(default_factory=list)
+    conditions: list[Condition] = Field(default_factory=list, alias="all")
+    excluding: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _non_empty(self) -> Group:
+        if not (self.assessed or self.conditions or self.excluding):
+            raise ValueError("expected at least one of assessed, all, excluding")
+        return self
+
+
+TargetEndpoint = Literal[
+    "cr_or_cri", "mrd_negative", "hsct", "sos_vod", "relapse",
+    "crs_any_grade", "crs_grade_3", "crs_grade_4", "crs_grade_3_plus",
+    "icans_any_grade", "icans_grade_3_plus",
+    "first_event_relapse", "first_event_death", "first_event_no_response",
+    "efs", "os", "median_efs", "median_os",
+    "cd19_negative_relapse_fraction", "group_share",
+]
+#: Subgroups every protocol has (a protocol's own ``groups:`` add to them).
+BUILTIN_GROUPS = ("responders", "car_infused", "relapsed")
+_TIMEPOINT_ENDPOINTS = ("efs", "os")
 
 
 class Target(StrictModel):
-    """A published value to compare with (validation; never an input to the simulation)."""
+    """A published value to compare with (validation and calibration; never an input to the simulation).
 
-    endpoint: str
+    ``endpoint`` is a proportion of the arm's analysed patients (or of the subgroup ``among``), a Kaplan-Meier
+    estimate at ``timepoint_days`` (efs, os), or a median in days (median_efs, median_os). ``group_share`` is
+    the share of patients in ``group``."""
+
+    endpoint: TargetEndpoint
     arm: str | None = None
     assessment: str | None = None
     timepoint_days: float | None = Field(default=None, gt=0)
+    among: str | None = None
+    group: str | None = None
     value: float
     ci: tuple[float, float] | None = None
     ci_level: float = Field(default=0.95, gt=0, lt=1)
@@ -523,10 +563,17 @@ class Target(StrictModel):
     source: str
 
     @model_validator(mode="after")
-    def _check_ci(self) -> Target:
+    def _check(self) -> Target:
         if self.ci is not None and not self.ci[0] <= self.value <= self.ci[1]:
             raise _invalid(f"expected ci [low, high] around the value {self.value:g}, got {_show(self.ci)}",
                            "ci")
+        if self.endpoint in _TIMEPOINT_ENDPOINTS and self.timepoint_days is None:
+            raise _invalid(f"expected timepoint_days (days from the endpoint's origin) for {self.endpoint}",
+                           "timepoint_days")
+        if (self.endpoint == "group_share") != (self.group is not None):
+            raise _invalid("expected group (a subgroup name) with endpoint group_share, and only there", "group")
+        if not self.endpoint.startswith("median") and not 0.0 <= self.value <= 1.0:
+            raise _invalid(f"expected a proportion in [0, 1] for {self.endpoint}, got {self.value:g}", "value")
         return self
 
 
@@ -542,6 +589,7 @@ class Protocol(StrictModel):
     management: list[ManagementRule] = Field(default_factory=list)
     follow_up_days: int = Field(default=730, gt=0, le=3650)
     endpoints: Endpoints = Field(default_factory=Endpoints)
+    groups: dict[str, Group] = Field(default_factory=dict)
     targets: list[Target] = Field(default_factory=list)
 
     @model_validator(mode="after")
@@ -552,12 +600,37 @@ class Protocol(StrictModel):
                 raise _invalid(f"expected unique arm names, got {name!r} twice", "arms", index, "name")
         by_name = {arm.name: arm for arm in self.arms}
         every_assessment = {name for arm in self.arms for name in arm.assessment_names()}
+        if self.endpoints.reference_arm not in (None, *names):
+            raise _invalid(f"expected an arm of the protocol ({', '.join(names)}), got "
+                           f"{self.endpoints.reference_arm!r}", "endpoints", "reference_arm")
         for k, name in enumerate(self.endpoints.response.assessments):
             if name not in every_assessment:
                 raise _invalid(f"expected an assessment of the protocol "
                                f"({', '.join(sorted(every_assessment))}), got {name!r}",
                                "endpoints", "response", "assessments", k)
+        defined: list[str] = list(BUILTIN_GROUPS)
+        for group, definition in self.groups.items():
+            if group in BUILTIN_GROUPS:
+                raise _invalid(f"expected a group name other than the built-in {', '.join(BUILTIN_GROUPS)}",
+                               "groups", group)
+            named = [("assessed", k, name) for k, name in enumerate(definition.assessed)]
+            named += [("all", k, c.assessment) for k, c in enumerate(definition.conditions)]
+            for key, k, name in named:
+                if name not in every_assessment:
+                    raise _invalid(f"expected an assessment of the protocol ({', '.join(sorted(every_assessment))}),"
+                                   f" got {name!r}", "groups", group, key, k,
+                                   *(("assessment",) if key == "all" else ()))
+            for k, other in enumerate(definition.excluding):
+                if other not in defined:
+                    raise _invalid(f"expected a group defined above ({', '.join(defined)}), got {other!r}",
+                                   "groups", group, "excluding", k)
+            defined.append(group)
+        known_groups = (*BUILTIN_GROUPS, *self.groups)
         for index, target in enumerate(self.targets):
+            for key in ("among", "group"):
+                if getattr(target, key) not in (None, *known_groups):
+                    raise _invalid(f"expected a subgroup ({', '.join(known_groups)}), got {getattr(target, key)!r}",
+                                   "targets", index, key)
             if target.arm is not None and target.arm not in names:
                 raise _invalid(f"expected an arm of the protocol ({', '.join(names)}), got {target.arm!r}",
                                "targets", index, "arm")

@@ -1,0 +1,172 @@
+"""The run directory's summary.json, the published-target comparison and the HTML report, including a check in
+headless Chromium that every figure renders."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import leukosim
+from leukosim.endpoints.targets import compare_targets, evaluate_target, group_members
+from leukosim.io.rundir import SUMMARY, TRAJECTORIES, read_run, write_run
+from leukosim.protocol.load import load_protocol
+from leukosim.protocol.schema import Target
+from leukosim.report import REPORT, write_report
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+#: .ci/run sets this so that a missing browser fails the run instead of skipping the browser test
+BROWSER_REQUIRED = os.environ.get("LEUKOSIM_BROWSER_TESTS") == "required"
+
+
+@pytest.fixture(scope="module")
+def aall1331_run(tmp_path_factory: pytest.TempPathFactory):
+    result = leukosim.simulate_trial("aall1331", 160, seed=3, trajectory_patients=40)
+    return write_run(result, tmp_path_factory.mktemp("aall1331")), result
+
+
+@pytest.fixture(scope="module")
+def eliana_run(tmp_path_factory: pytest.TempPathFactory):
+    result = leukosim.simulate_trial("eliana", 80, seed=3, trajectory_patients=30)
+    return write_run(result, tmp_path_factory.mktemp("eliana")), result
+
+
+def test_trajectories_are_recorded_for_the_lowest_patient_ids(aall1331_run) -> None:
+    run_dir, result = aall1331_run
+    trajectories = pd.read_parquet(run_dir / TRAJECTORIES)
+    assert set(trajectories["patient_id"]) == set(range(40))
+    assert result.manifest()["trajectory_patients"] == 40
+    first = trajectories[trajectories["patient_id"] == 0]
+    assert first["day"].is_monotonic_increasing and first["day"].iloc[0] == 0.0
+    # blinatumomab is given in one arm only
+    by_arm = trajectories.groupby("arm")["blinatumomab_ng_per_mL"].max()
+    assert by_arm["chemotherapy"] == 0.0 and by_arm["blinatumomab"] > 0.0
+
+
+def test_recording_leaves_unrecorded_patients_unchanged(aall1331_run) -> None:
+    _, result = aall1331_run
+    plain = leukosim.simulate_trial("aall1331", 160, seed=3, trajectory_patients=0)
+    later = result.patients["patient_id"] >= 40
+    pd.testing.assert_frame_equal(result.patients[later].reset_index(drop=True),
+                                  plain.patients[plain.patients["patient_id"] >= 40].reset_index(drop=True))
+
+
+def test_summary_json_holds_every_table_and_is_strict_json(aall1331_run) -> None:
+    run_dir, result = aall1331_run
+    text = (run_dir / SUMMARY).read_text()
+    document = json.loads(text, parse_constant=lambda name: pytest.fail(f"non-standard JSON constant {name}"))
+    tables = document["tables"]
+    for name in ("main", "baseline", "response", "efs", "os", "hazard_ratio_efs", "hazard_ratio_os",
+                 "relapse_incidence", "toxicity", "targets"):
+        assert tables[name], name
+    assert tables["hazard_ratio_efs"][0]["reference_arm"] == "chemotherapy"  # the last arm by default
+    assert len(tables["targets"]) == len(result.protocol.targets)
+    statistics = result.statistics()
+    assert tables["efs"][0]["estimate"] == pytest.approx(statistics["efs"]["estimate"].iloc[0])
+
+
+def test_target_values_follow_their_definitions(aall1331_run) -> None:
+    _, result = aall1331_run
+    protocol, patients = result.protocol, result.patients
+    table = compare_targets(protocol, patients)
+    ok = patients[patients["status"] == "ok"]
+    for target, row in zip(protocol.targets, table.itertuples()):
+        arm = ok[ok["arm"] == target.arm]
+        if target.endpoint == "mrd_negative":
+            mrd = arm[f"mrd_{target.assessment.replace('-', '_')}"].astype("Float64").fillna(1.0)
+            assert row.simulated == pytest.approx(float((mrd < 1e-4).mean()))
+        elif target.endpoint == "hsct":
+            assert row.simulated == pytest.approx(float(arm["hsct"].astype(bool).mean()))
+        elif target.endpoint == "first_event_relapse":
+            assert row.simulated == pytest.approx(float((arm["efs_event_type"].fillna("") == "relapse").mean()))
+        assert row.simulated_ci_low <= row.simulated <= row.simulated_ci_high
+        inside = row.reference_low <= row.simulated <= row.reference_high
+        assert row.hit == inside
+
+
+def test_subgroups_partition_the_evaluable_patients() -> None:
+    result = leukosim.simulate_trial("aieop-bfm-2000", 150, seed=2, trajectory_patients=0)
+    protocol, patients = result.protocol, result.patients
+    ok = patients[patients["status"] == "ok"]
+    evaluable = group_members(protocol, ok, "mrd-evaluable")
+    groups = [group_members(protocol, ok, g) for g in ("mrd-sr", "mrd-ir", "mrd-hr")]
+    assert np.array_equal(np.sum(groups, axis=0)[evaluable], np.ones(evaluable.sum()))  # each in exactly one
+    shares = [t for t in protocol.targets if t.endpoint == "group_share"]
+    total = sum(evaluate_target(t, protocol, patients)[0] for t in shares)
+    assert total == pytest.approx(1.0)
+
+
+def test_median_not_reached_is_a_miss() -> None:
+    protocol = load_protocol("aieop-bfm-2000")
+    protocol = protocol.model_copy(update={"targets": [
+        Target(endpoint="median_os", arm="bfm", value=200.0, ci=(100.0, 300.0), source="test")]})
+    result = leukosim.simulate_trial(protocol, 60, seed=1, trajectory_patients=0)
+    row = compare_targets(protocol, result.patients).iloc[0]
+    assert np.isinf(row["simulated"])  # most children with standard-risk ALL survive: median not reached ...
+    assert row["hit"] == False  # noqa: E712 (... which is above any published median: a miss)
+
+
+def test_report_is_self_contained_and_complete(aall1331_run) -> None:
+    run_dir, result = aall1331_run
+    path = write_report(run_dir)
+    assert path == run_dir / REPORT
+    text = path.read_text(encoding="utf-8")
+    assert "Research use only" in text
+    assert not re.search(r"""(src|href)=["']?(https?:)?//""", text), "the report must not load anything remotely"
+    for heading in ("Protocol", "Cohort (Table 1)", "Hazard ratio, EFS", "Response and MRD", "Published targets",
+                    "Manifest"):
+        assert f">{heading}<" in text, heading
+    for target in result.protocol.targets:
+        assert target.source.split()[0] in text
+    assert text.count("<img ") == 7  # 2 KM, MRD, toxicity, blinatumomab, swimmer, forest (no CAR-T here)
+
+
+def test_report_of_a_car_t_trial_has_the_kinetics_figure(eliana_run) -> None:
+    run_dir, _ = eliana_run
+    text = write_report(run_dir).read_text(encoding="utf-8")
+    assert "Median and 10-90th percentile band of the recorded infused patients." in text
+    assert text.count("<img ") == 7  # 2 KM, MRD, toxicity, CAR-T, swimmer, forest (no drug concentrations)
+
+
+def test_report_command_rejects_an_incomplete_run(tmp_path) -> None:
+    from typer.testing import CliRunner
+
+    from leukosim.cli import app
+
+    outcome = CliRunner().invoke(app, ["report", str(tmp_path)])
+    assert outcome.exit_code == 2
+    assert "incomplete or not a leukosim run directory" in outcome.output
+
+
+def test_read_run_round_trips_the_protocol(aall1331_run) -> None:
+    run_dir, result = aall1331_run
+    assert read_run(run_dir).protocol == result.protocol
+
+
+@pytest.mark.skipif(not CHROMIUM and not BROWSER_REQUIRED, reason="Chromium not installed (Debian: chromium)")
+def test_every_figure_renders_in_headless_chromium(aall1331_run, eliana_run) -> None:
+    assert CHROMIUM, "LEUKOSIM_BROWSER_TESTS=required but no chromium on PATH"
+    from playwright.sync_api import sync_playwright
+
+    flags = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+             "--disable-component-update", "--disable-sync"]
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=flags)
+        try:
+            for run_dir, _ in (aall1331_run, eliana_run):
+                page = browser.new_page()
+                page.goto((write_report(run_dir)).as_uri())
+                images = page.evaluate("Array.from(document.images).map(i => [i.complete, i.naturalWidth,"
+                                       " i.naturalHeight, i.getBoundingClientRect().width])")
+                assert len(images) == 7
+                for complete, width, height, shown in images:
+                    assert complete and width > 100 and height > 100 and shown > 100
+                assert "Research use only" in page.inner_text("body")
+                page.close()
+        finally:
+            browser.close()
