@@ -157,7 +157,7 @@ def solve_patient(y0: NDArray, p: NDArray, c0: NDArray, times: NDArray, drive: N
 
         due = np.flatnonzero((record_times >= t) & ((record_times <= t_next) if last else (record_times < t_next)))
         solution = solve_ivp(rhs, (t, t_next), y, method=method, rtol=rtol, atol=atol,
-                             t_eval=np.concatenate([record_times[due], [t_next]]))
+                             t_eval=np.unique(np.append(record_times[due], t_next)))
         if not solution.success:
             raise RuntimeError(f"solve_ivp failed on [{t}, {t_next}]: {solution.message}")
         if record_out is not None:
