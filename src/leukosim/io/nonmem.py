@@ -21,7 +21,10 @@ import numpy as np
 import pandas as pd
 
 from ..observe.assays import (
-    ASSAYS, BLINATUMOMAB_LLOQ_NG_PER_ML, CAR_QPCR_LLOQ_COPIES_PER_UG, INOTUZUMAB_LLOQ_NG_PER_ML,
+    ASSAYS,
+    BLINATUMOMAB_LLOQ_NG_PER_ML,
+    CAR_QPCR_LLOQ_COPIES_PER_UG,
+    INOTUZUMAB_LLOQ_NG_PER_ML,
 )
 from ..protocol.schema import Protocol
 from ._export import analysed, write_dictionary
