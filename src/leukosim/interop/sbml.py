@@ -139,30 +139,30 @@ def _rules() -> tuple[list[tuple[str, str, str]], dict[str, str]]:
         ("car_exhausted", "cells", "piecewise(exp(ln_car_exhausted), car_present > 0.5, 0)"),
         ("lymphocytes", "cells", "t_resting + t_active + car_effector + car_memory + car_exhausted"),
         # drug exposure (blinatumomab.py: exact one-compartment solution from the last rate change)
-        ("blin_amount", "ug", "blin_amount_anchor * exp(-blin_elimination * (time - blin_time_anchor)) + blin_rate "
-                              "/ blin_elimination * (1 - exp(-blin_elimination * (time - blin_time_anchor)))"),
+        ("blin_amount", "ug", ("blin_amount_anchor * exp(-blin_elimination * (time - blin_time_anchor)) + blin_rate "
+                               "/ blin_elimination * (1 - exp(-blin_elimination * (time - blin_time_anchor)))")),
         ("blin_concentration", "ng/mL", "blin_amount / blin_volume_individual"),
         ("ino_concentration", "ng/mL", "1000 * ino_central_mg / ino_central_volume_individual"),
         # blinatumomab pharmacodynamics (t_cells.py)
         ("cd19_targets", "cells", "cd19_leukemia + b_precursor + b_mature"),
-        ("blin_drug_activation", "-", "piecewise(blin_concentration / (blin_concentration + blin_ec50_activation), "
-                                      "blin_concentration > 0, 0)"),
-        ("blin_drug_kill", "-", "piecewise(blin_concentration / (blin_concentration + blin_ec50_kill), "
-                                "blin_concentration > 0, 0)"),
-        ("activation", "1/day", "blin_t_activation_rate * blin_vm_t * hill(cd19_targets / t_resting, blin_km_bt, "
-                                "blin_hill_bt) * blin_drug_activation"),
-        ("blin_marrow_kill", "1/day", "blin_kill_rate * blin_marrow_kill_efficiency * blin_vm_b * t_cell_fitness "
-                                      "* hill(t_marrow_fraction * t_active / (cd19_leukemia + b_precursor), "
-                                      "blin_km_tb, blin_hill_tb) * blin_drug_kill"),
-        ("blin_blood_kill", "1/day", "blin_kill_rate * blin_vm_b * t_cell_fitness * hill(t_active / b_mature, "
-                                     "blin_km_tb * blin_marrow_kill_efficiency, blin_hill_tb) * blin_drug_kill"),
+        ("blin_drug_activation", "-", ("piecewise(blin_concentration / (blin_concentration + blin_ec50_activation), "
+                                       "blin_concentration > 0, 0)")),
+        ("blin_drug_kill", "-", ("piecewise(blin_concentration / (blin_concentration + blin_ec50_kill), "
+                                 "blin_concentration > 0, 0)")),
+        ("activation", "1/day", ("blin_t_activation_rate * blin_vm_t * hill(cd19_targets / t_resting, blin_km_bt, "
+                                 "blin_hill_bt) * blin_drug_activation")),
+        ("blin_marrow_kill", "1/day", ("blin_kill_rate * blin_marrow_kill_efficiency * blin_vm_b * t_cell_fitness "
+                                       "* hill(t_marrow_fraction * t_active / (cd19_leukemia + b_precursor), "
+                                       "blin_km_tb, blin_hill_tb) * blin_drug_kill")),
+        ("blin_blood_kill", "1/day", ("blin_kill_rate * blin_vm_b * t_cell_fitness * hill(t_active / b_mature, "
+                                      "blin_km_tb * blin_marrow_kill_efficiency, blin_hill_tb) * blin_drug_kill")),
         # CAR-T kill (car_t.py), graft-versus-leukemia (transplant.py)
         ("car_kill", "1/day", "car_kill_max * car_effector / (car_kill_half_saturation + car_effector)"),
-        ("gvl", "1/day", "piecewise(gvl_kill_max * (1 - exp(-(time - hsct_time) / gvl_onset_days)), "
-                         "hsct_time >= 0, 0)"),
+        ("gvl", "1/day", ("piecewise(gvl_kill_max * (1 - exp(-(time - hsct_time) / gvl_onset_days)), "
+                          "hsct_time >= 0, 0)")),
         # leukemia (disease.py)
-        ("leukemia_birth", "1/day", "(leukemia_net_growth + leukemia_death_rate) "
-                                    "* max(0, 1 - total_leukemia / marrow_capacity)"),
+        ("leukemia_birth", "1/day", ("(leukemia_net_growth + leukemia_death_rate) "
+                                     "* max(0, 1 - total_leukemia / marrow_capacity)")),
         ("chemo_kill", "1/day", f"{DRIVE_IDS[U_LEUKEMIA_KILL]} * chemosensitivity"),
         ("ino_kill", "1/day", "ino_kill_max * emax(ino_concentration, ino_ec50)"),
         ("ino_kill_cd22_low", "1/day", "ino_kill_max * emax(ino_concentration, ino_ec50 * ino_ec50_cd22_low_factor)"),
@@ -184,22 +184,22 @@ def _rules() -> tuple[list[tuple[str, str, str]], dict[str, str]]:
                                                 f"{STATE_NAMES[S_EXTINCTION + k]}), {_alive(k)} > 0.5, 0)")
     rules += [
         # normal haematopoiesis and B lineage (disease.py, b_lineage.py)
-        ("b_production", "cells/day", "b_source * min(1, normal_marrow / marrow_normal) "
-                                      "* max(0, 1 - total_leukemia / marrow_capacity)"),
+        ("b_production", "cells/day", ("b_source * min(1, normal_marrow / marrow_normal) "
+                                       "* max(0, 1 - total_leukemia / marrow_capacity)")),
         ("b_immune_kill_marrow", "1/day", "car_kill + blin_marrow_kill"),
         ("b_immune_kill_blood", "1/day", "car_kill + blin_blood_kill"),
         # T cells (t_cells.py) and CAR-T (car_t.py)
         ("lymphocyte_space_free", "-", "max(0, 1 - lymphocytes / lymphocyte_space)"),
-        ("t_proliferation", "1/day", "t_activated_proliferation * t_cell_fitness * lymphocyte_space_free "
-                                     "* blin_drug_activation"),
+        ("t_proliferation", "1/day", ("t_activated_proliferation * t_cell_fitness * lymphocyte_space_free "
+                                      "* blin_drug_activation")),
         ("car_signal", "-", "cd19_targets / (cd19_targets + car_antigen_ec50)"),
         # inotuzumab clearance (inotuzumab.py); death hazards (transplant.py, toxicity.py)
-        ("ino_clearance", "L/day", "ino_clearance_ss_individual + piecewise(ino_clearance_time_individual "
-                                   "* exp(-ino_decay * (time - ino_first_dose_time)), ino_first_dose_time >= 0, 0)"),
-        ("trm_rate", "1/day", "piecewise(trm_hazard * exp(-(time - hsct_time) / trm_decay_days) "
-                              "* piecewise(trm_second_transplant_factor, prior_hsct > 0.5, 1), hsct_time >= 0, 0)"),
-        ("sos_rate", "1/day", "piecewise(sos_hazard_per_injury * liver_injury * sos_transplant_factor "
-                              "+ sos_transplant_baseline, sos_window > 0.5, sos_hazard_per_injury * liver_injury)"),
+        ("ino_clearance", "L/day", ("ino_clearance_ss_individual + piecewise(ino_clearance_time_individual "
+                                    "* exp(-ino_decay * (time - ino_first_dose_time)), ino_first_dose_time >= 0, 0)")),
+        ("trm_rate", "1/day", ("piecewise(trm_hazard * exp(-(time - hsct_time) / trm_decay_days) "
+                               "* piecewise(trm_second_transplant_factor, prior_hsct > 0.5, 1), hsct_time >= 0, 0)")),
+        ("sos_rate", "1/day", ("piecewise(sos_hazard_per_injury * liver_injury * sos_transplant_factor "
+                               "+ sos_transplant_baseline, sos_window > 0.5, sos_hazard_per_injury * liver_injury)")),
         ("il6", "pg/mL", "il6_baseline + (il6_per_kill * ("
                          + " + ".join(f"immune_kill_{name} * {cell}" for name, cell in zip(_CLASSES, cells))
                          + " + b_immune_kill_marrow * b_precursor + b_immune_kill_blood * b_mature)"
@@ -251,18 +251,18 @@ def _bolus_steps(bolus: np.ndarray) -> list[tuple[str, str]]:
             ("ln_car_effector", f"piecewise(log_add(ln_car_effector, ln({cells})), car_present > 0.5, ln({cells}))"),
             ("ln_car_memory", f"piecewise(ln_car_memory, car_present > 0.5, ln(0.01 * {cells}))"),
             # exhausted cells seeded at the ratio the exhaustion kinetics sustain under full antigen signal
-            ("ln_car_exhausted", f"piecewise(ln_car_exhausted, car_present > 0.5, ln(car_exhaustion_rate "
-                                 f"/ (car_exhausted_death + car_expansion_rate) * {cells}))"),
+            ("ln_car_exhausted", (f"piecewise(ln_car_exhausted, car_present > 0.5, ln(car_exhaustion_rate "
+                                  f"/ (car_exhausted_death + car_expansion_rate) * {cells}))")),
             ("car_present", "1"),
         ]
     if bolus[B_HSCT] > 0.0:
         for k, name in enumerate(_CLASSES):  # conditioning thins every clone; Kendall's K gains (1/s - 1)/m
             extinction = STATE_NAMES[S_EXTINCTION + k]
             steps += [
-                (extinction, f"piecewise(log_add({extinction}, ln(10^hsct_conditioning_leukemia_log10_kill - 1) "
-                             f"- ln_leukemia_{name}), {_alive(k)} > 0.5, {extinction})"),
-                (f"ln_leukemia_{name}", f"piecewise(ln_leukemia_{name} - hsct_conditioning_leukemia_log10_kill "
-                                        f"* ln(10), {_alive(k)} > 0.5, ln_leukemia_{name})"),
+                (extinction, (f"piecewise(log_add({extinction}, ln(10^hsct_conditioning_leukemia_log10_kill - 1) "
+                              f"- ln_leukemia_{name}), {_alive(k)} > 0.5, {extinction})")),
+                (f"ln_leukemia_{name}", (f"piecewise(ln_leukemia_{name} - hsct_conditioning_leukemia_log10_kill "
+                                         f"* ln(10), {_alive(k)} > 0.5, ln_leukemia_{name})")),
             ]
         for state in ("ln_b_precursor", "ln_b_mature", "ln_t_active", *(STATE_NAMES[s] for s in (
                 S_CAR_EFFECTOR, S_CAR_MEMORY, S_CAR_EXHAUSTED))):
