@@ -1,10 +1,18 @@
 """Simulated values of a protocol's published targets, with Monte Carlo confidence intervals, and whether the
 published interval holds them.
 
-The reference interval of a target is its published 95% CI; where none is published at the 95% level, the
-Wilson 95% interval of ``value`` with the trial's ``n`` (binomial), and where neither exists the target has no
-verdict (``hit`` is NA). The simulated interval is the Monte Carlo 95% CI of the simulated estimate (Wilson for
-proportions, Kaplan-Meier log(-log) for survival and medians)."""
+The reference interval of a target is its published 95% CI; where none is published at the 95% level:
+
+- a proportion: the Wilson 95% interval of ``value`` with the trial's ``n`` (binomial);
+- a geometric mean or geometric-mean ratio with the published SD of the log values ``log_sd`` (e.g. the square
+  root of a population model's omega^2) and ``n``: the lognormal interval exp(ln value +- t(n-1) log_sd / sqrt(n));
+- a mean with the published SD ``sd`` and ``n``: the t interval value +- t(n-1) sd / sqrt(n);
+
+and where none of these exists the target has no verdict (``hit`` is NA). The simulated interval is the Monte
+Carlo 95% CI of the simulated estimate: Wilson for proportions, Kaplan-Meier log(-log) for survival and its
+medians, t on the log scale for geometric means, Welch t on the log scale for geometric-mean ratios, t for
+means, and the distribution-free binomial order-statistic interval for a sample median (CRS onset).
+``calibrate`` (from the target) says whether calibration may fit to the row."""
 
 from __future__ import annotations
 
@@ -12,9 +20,11 @@ import numpy as np
 import pandas as pd
 from lifelines import KaplanMeierFitter
 from lifelines.utils import median_survival_times
+from scipy.stats import binom
+from scipy.stats import t as student_t
 
 from ..model.disease import CD19_POSITIVE
-from ..protocol.schema import Condition, Group, Protocol, Target
+from ..protocol.schema import QUANTITY_ENDPOINTS, Condition, Group, Protocol, Target
 from .outcomes import RELAPSE_PHENOTYPES, mrd_column, response_column
 from .statistics import RESPONDER, wilson_interval
 
@@ -23,13 +33,20 @@ __all__ = ["compare_targets", "evaluate_target", "group_members", "target_label"
 TARGET_COLUMNS = ("target", "arm", "endpoint", "published", "published_ci_low", "published_ci_high",
                   "reference_low", "reference_high", "reference_kind", "simulated", "simulated_ci_low",
                   "simulated_ci_high", "n_simulated",
-                  "hit", "definition", "source")
+                  "hit", "na_reason", "calibrate", "definition", "source")
 _CD19_NEGATIVE = tuple(name for name, positive in zip(RELAPSE_PHENOTYPES, CD19_POSITIVE) if not positive)
 _FIRST_EVENT = {"first_event_relapse": "relapse", "first_event_death": "death",
                 "first_event_no_response": "no_response"}
 _CRS_AT_LEAST = {"crs_any_grade": ("crs", 1), "crs_grade_3_plus": ("crs", 3), "icans_any_grade": ("icans", 1),
                  "icans_grade_3_plus": ("icans", 3)}
 _CRS_EXACTLY = {"crs_grade_3": ("crs", 3), "crs_grade_4": ("crs", 4)}
+#: Patient-table column of each kinetics / exposure endpoint (geometric means, ratios and means of the patients
+#: with a positive value: CAR-T infused, or given the drug).
+_GEOMEAN = {"car_cmax_geomean": "car_cmax_copies_per_ug", "car_auc28_geomean": "car_auc0_28",
+            "car_tmax_geomean": "car_tmax_days"}
+_GMR = {"car_cmax_gmr_responders": "car_cmax_copies_per_ug", "car_auc28_gmr_responders": "car_auc0_28"}
+_MEAN = {"blinatumomab_css_mean": "blinatumomab_css_max_ng_per_mL",
+         "inotuzumab_cmax_mean": "inotuzumab_cmax_ng_per_mL"}
 
 
 def target_label(target: Target) -> str:
@@ -110,6 +127,15 @@ def evaluate_target(target: Target, protocol: Protocol, patients: pd.DataFrame
     if target.among is not None:
         rows = rows[group_members(protocol, rows, target.among)]
     endpoint = target.endpoint
+    if endpoint == "cr":
+        column = "best_response" if target.assessment is None else response_column(target.assessment)
+        return _proportion((rows[column].astype("string") == "CR").fillna(False).to_numpy(bool))
+    if endpoint in _GEOMEAN or endpoint in _GMR or endpoint in _MEAN or endpoint == "crs_onset_median":
+        return _quantity(endpoint, rows)
+    if endpoint == "relapse" and target.timepoint_days is not None:
+        days = rows["relapse_day"].astype("Float64").to_numpy(float, na_value=np.nan)
+        return _proportion(rows["relapse"].astype("boolean").fillna(False).to_numpy(bool)
+                           & (days <= target.timepoint_days))
     if endpoint == "cr_or_cri":
         column = "best_response" if target.assessment is None else response_column(target.assessment)
         return _proportion(rows[column].astype("string").isin(RESPONDER).fillna(False).to_numpy(bool))
@@ -145,6 +171,57 @@ def evaluate_target(target: Target, protocol: Protocol, patients: pd.DataFrame
     return estimate, float(low), float(high), len(rows)
 
 
+def _positive(rows: pd.DataFrame, column: str) -> np.ndarray:
+    values = rows[column].astype("Float64").to_numpy(float, na_value=np.nan)
+    return values[np.isfinite(values) & (values > 0.0)]
+
+
+def _t95(df: float) -> float:
+    return float(student_t.ppf(0.975, df))
+
+
+def _quantity(endpoint: str, rows: pd.DataFrame) -> tuple[float, float, float, int]:
+    """Geometric mean (t interval on the log scale), geometric-mean ratio of responders to non-responders (Welch
+    t interval on the log scale), mean (t interval) or sample median (binomial order-statistic interval) of the
+    patients with a positive value; NaN where fewer than 2 patients (per group) have one."""
+    if endpoint in _GMR:
+        values = rows[_GMR[endpoint]].astype("Float64").to_numpy(float, na_value=np.nan)
+        responder = rows["best_response"].astype("string").isin(RESPONDER).fillna(False).to_numpy(bool)
+        valid = np.isfinite(values) & (values > 0.0)
+        logs = [np.log(values[valid & responder]), np.log(values[valid & ~responder])]
+        n = int(valid.sum())
+        if min(len(x) for x in logs) < 2:
+            return np.nan, np.nan, np.nan, n
+        difference = logs[0].mean() - logs[1].mean()
+        parts = [x.var(ddof=1) / len(x) for x in logs]
+        se = float(np.sqrt(sum(parts)))
+        if se == 0.0:
+            return float(np.exp(difference)), float(np.exp(difference)), float(np.exp(difference)), n
+        df = sum(parts) ** 2 / sum(v**2 / (len(x) - 1) for v, x in zip(parts, logs))
+        half = _t95(df) * se
+        return float(np.exp(difference)), float(np.exp(difference - half)), float(np.exp(difference + half)), n
+    if endpoint == "crs_onset_median":
+        grades = rows["crs_max_grade"].astype("Int64").to_numpy(int, na_value=0)
+        onset = rows["crs_onset_day"].astype("Float64").to_numpy(float, na_value=np.nan)
+        days = np.sort(onset[(grades >= 1) & np.isfinite(onset)])
+        n = days.size
+        if n < 2:
+            return np.nan, np.nan, np.nan, n
+        j = max(int(binom.ppf(0.025, n, 0.5)), 1)  # 1-based rank of the lower bound
+        return float(np.median(days)), float(days[j - 1]), float(days[n - j]), n
+    column = _GEOMEAN.get(endpoint) or _MEAN[endpoint]
+    values = _positive(rows, column)
+    n = values.size
+    if n < 2:
+        return (float(values[0]) if n else np.nan), np.nan, np.nan, n
+    if endpoint in _GEOMEAN:
+        logs = np.log(values)
+        centre, half = logs.mean(), _t95(n - 1) * logs.std(ddof=1) / np.sqrt(n)
+        return float(np.exp(centre)), float(np.exp(centre - half)), float(np.exp(centre + half)), n
+    centre, half = values.mean(), _t95(n - 1) * values.std(ddof=1) / np.sqrt(n)
+    return float(centre), float(centre - half), float(centre + half), n
+
+
 def _mrd_negative(target: Target, protocol: Protocol, rows: pd.DataFrame) -> np.ndarray:
     """MRD below the assessment's threshold at ``target.assessment``, or at any response assessment of the
     arm when none is named (a patient never assessed counts as not MRD-negative)."""
@@ -162,30 +239,59 @@ def _mrd_negative(target: Target, protocol: Protocol, rows: pd.DataFrame) -> np.
 
 
 def _reference_interval(target: Target) -> tuple[float, float, str]:
-    """The interval a simulated value must fall in: published 95% CI, else binomial Wilson 95% from n."""
+    """The interval a simulated value must fall in: published 95% CI, else binomial Wilson 95% from n (a
+    proportion), else the lognormal interval of a geometric mean from log_sd and n, or the t interval of a mean
+    from sd and n (a quantity)."""
     if target.ci is not None and abs(target.ci_level - 0.95) < 1e-9:
         return target.ci[0], target.ci[1], "published 95% CI"
-    if target.n is not None and not target.endpoint.startswith("median"):
+    if target.n is None:
+        return np.nan, np.nan, "none"
+    if target.endpoint not in QUANTITY_ENDPOINTS:
         low, high = wilson_interval(round(target.value * target.n), target.n)
         return float(low), float(high), f"binomial 95% CI from n={target.n}"
+    if target.n < 2:
+        return np.nan, np.nan, "none"
+    if target.log_sd is not None:
+        half = _t95(target.n - 1) * target.log_sd / np.sqrt(target.n)
+        return (float(target.value * np.exp(-half)), float(target.value * np.exp(half)),
+                f"lognormal 95% CI from log SD {target.log_sd:g} and n={target.n}")
+    if target.sd is not None:
+        half = _t95(target.n - 1) * target.sd / np.sqrt(target.n)
+        return (float(target.value - half), float(target.value + half),
+                f"t 95% CI from SD {target.sd:g} and n={target.n}")
     return np.nan, np.nan, "none"
+
+
+def _na_reason(target: Target, simulated: float, n: int) -> str | None:
+    """Why a simulated value is missing (None where it is not)."""
+    if not np.isnan(simulated):
+        return None
+    where = f" among {target.among}" if target.among else ""
+    if n == 0:
+        return f"no evaluable patients{where}"
+    if target.endpoint in _GMR:
+        return "fewer than 2 patients with a value among responders or among non-responders"
+    return f"fewer than 2 patients with a value{where}"
 
 
 def compare_targets(protocol: Protocol, patients: pd.DataFrame) -> pd.DataFrame:
     """One row per target of ``protocol``: published value and interval, simulated value and Monte Carlo CI,
-    and ``hit`` (the simulated value inside the reference interval; NA where there is none)."""
+    ``hit`` (the simulated value inside the reference interval; NA where there is none), ``na_reason`` where
+    the simulated value is missing, and ``calibrate``."""
     rows = []
     for target in protocol.targets:
         simulated, sim_low, sim_high, n = evaluate_target(target, protocol, patients)
         low, high, kind = _reference_interval(target)
         verdict = pd.NA if kind == "none" or np.isnan(simulated) else bool(low <= simulated <= high)
+        reason = _na_reason(target, simulated, n)
         rows.append({"target": target_label(target), "arm": target.arm, "endpoint": target.endpoint,
                      "published": target.value,
                      "published_ci_low": target.ci[0] if target.ci else np.nan,
                      "published_ci_high": target.ci[1] if target.ci else np.nan,
                      "reference_low": low, "reference_high": high, "reference_kind": kind,
                      "simulated": simulated, "simulated_ci_low": sim_low, "simulated_ci_high": sim_high,
-                     "n_simulated": n, "hit": verdict, "definition": target.definition, "source": target.source})
+                     "n_simulated": n, "hit": verdict, "na_reason": reason, "calibrate": target.calibrate,
+                     "definition": target.definition, "source": target.source})
     table = pd.DataFrame(rows, columns=list(TARGET_COLUMNS))
     table["hit"] = table["hit"].astype("boolean")
     return table

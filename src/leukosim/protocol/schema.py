@@ -32,6 +32,7 @@ __all__ = [
     "Group",
     "Target",
     "TargetEndpoint",
+    "QUANTITY_ENDPOINTS",
     "BUILTIN_GROUPS",
     "Protocol",
     "DRUG_UNITS",
@@ -535,19 +536,37 @@ TargetEndpoint = Literal[
     "icans_any_grade", "icans_grade_3_plus",
     "first_event_relapse", "first_event_death", "first_event_no_response",
     "efs", "os", "median_efs", "median_os",
-    "cd19_negative_relapse_fraction", "group_share",
+    "cd19_negative_relapse_fraction", "group_share", "cr",
+    "car_cmax_geomean", "car_auc28_geomean", "car_tmax_geomean",
+    "car_cmax_gmr_responders", "car_auc28_gmr_responders", "crs_onset_median",
+    "blinatumomab_css_mean", "inotuzumab_cmax_mean",
 ]
+#: Endpoints whose value is a quantity in a unit, not a proportion: survival medians, cellular kinetics (CAR
+#: transgene by qPCR; ``gmr``: geometric-mean ratio of responders to non-responders among infused patients),
+#: the median day of CRS onset and drug exposure.
+QUANTITY_ENDPOINTS: dict[str, str] = {
+    "median_efs": "days", "median_os": "days",
+    "car_cmax_geomean": "copies/ug gDNA", "car_auc28_geomean": "copies/ug gDNA x day", "car_tmax_geomean": "days",
+    "car_cmax_gmr_responders": "ratio", "car_auc28_gmr_responders": "ratio", "crs_onset_median": "days",
+    "blinatumomab_css_mean": "ng/mL", "inotuzumab_cmax_mean": "ng/mL",
+}
 #: Subgroups every protocol has (a protocol's own ``groups:`` add to them).
 BUILTIN_GROUPS = ("responders", "car_infused", "relapsed")
 _TIMEPOINT_ENDPOINTS = ("efs", "os")
+_SPREAD_ENDPOINTS = tuple(e for e in QUANTITY_ENDPOINTS if not e.startswith("median") and e != "crs_onset_median")
 
 
 class Target(StrictModel):
     """A published value to compare with (validation and calibration; never an input to the simulation).
 
     ``endpoint`` is a proportion of the arm's analysed patients (or of the subgroup ``among``), a Kaplan-Meier
-    estimate at ``timepoint_days`` (efs, os), or a median in days (median_efs, median_os). ``group_share`` is
-    the share of patients in ``group``."""
+    estimate at ``timepoint_days`` (efs, os), or a quantity in the unit of :data:`QUANTITY_ENDPOINTS` (medians in
+    days, kinetics, exposure). ``group_share`` is the share of patients in ``group``; ``relapse`` with
+    ``timepoint_days`` counts relapses up to that day. ``sd`` (a mean's endpoint) or ``log_sd`` (a geometric
+    mean's or ratio's: SD of the log values, e.g. sqrt(omega^2) of a population model) with ``n`` give a
+    quantity its reference interval when no CI is published. ``calibrate: false`` shows a target without
+    fitting to it (scale or definition differs from the simulator's, or the source is secondary); the reason
+    belongs in ``definition``."""
 
     endpoint: TargetEndpoint
     arm: str | None = None
@@ -559,6 +578,9 @@ class Target(StrictModel):
     ci: tuple[float, float] | None = None
     ci_level: float = Field(default=0.95, gt=0, lt=1)
     n: int | None = Field(default=None, gt=0)
+    sd: float | None = Field(default=None, gt=0)
+    log_sd: float | None = Field(default=None, gt=0)
+    calibrate: bool = True
     definition: str = ""
     source: str
 
@@ -572,8 +594,18 @@ class Target(StrictModel):
                            "timepoint_days")
         if (self.endpoint == "group_share") != (self.group is not None):
             raise _invalid("expected group (a subgroup name) with endpoint group_share, and only there", "group")
-        if not self.endpoint.startswith("median") and not 0.0 <= self.value <= 1.0:
+        if self.endpoint in QUANTITY_ENDPOINTS:
+            if self.value <= 0.0:
+                raise _invalid(f"expected a value > 0 ({QUANTITY_ENDPOINTS[self.endpoint]}) for {self.endpoint}, "
+                               f"got {self.value:g}", "value")
+        elif not 0.0 <= self.value <= 1.0:
             raise _invalid(f"expected a proportion in [0, 1] for {self.endpoint}, got {self.value:g}", "value")
+        for name in ("sd", "log_sd"):
+            if getattr(self, name) is not None and self.endpoint not in _SPREAD_ENDPOINTS:
+                raise _invalid(f"expected {name} only for a mean, geometric mean or ratio endpoint "
+                               f"({', '.join(_SPREAD_ENDPOINTS)}), got it for {self.endpoint}", name)
+        if self.sd is not None and self.log_sd is not None:
+            raise _invalid("expected sd (of a mean) or log_sd (of a geometric mean), not both", "log_sd")
         return self
 
 
@@ -587,7 +619,8 @@ class Protocol(StrictModel):
     population: Population
     arms: list[Arm] = Field(min_length=1)
     management: list[ManagementRule] = Field(default_factory=list)
-    follow_up_days: int = Field(default=730, gt=0, le=3650)
+    # up to 15 years: the long-term follow-up of relapse trials (ALL-REZ BFM 87, 15-year pEFS and pOS)
+    follow_up_days: int = Field(default=730, gt=0, le=5480)
     endpoints: Endpoints = Field(default_factory=Endpoints)
     groups: dict[str, Group] = Field(default_factory=dict)
     targets: list[Target] = Field(default_factory=list)
