@@ -6,13 +6,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pandas as pd
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from .model.registry import PARAMETERS, default_parameters
+from .model.registry import PARAMETERS, ParameterSet, ParameterSetError, default_parameters, load_parameter_set
 from .protocol.load import ProtocolError, bundled_protocols, load_protocol, protocol_json_schema
 from .trial import DEFAULT_TRAJECTORY_PATIENTS
 
@@ -29,6 +30,17 @@ def _fail(message: str) -> None:
     raise typer.Exit(code=2)
 
 
+_PARAMETERS_HELP = "parameter set: a shipped name (literature-0.1, calibrated-0.1) or a JSON file (default: shipped)"
+
+
+def _parameter_set(source: str | None) -> ParameterSet:
+    try:
+        return default_parameters() if source is None else load_parameter_set(source)
+    except ParameterSetError as error:
+        _fail(str(error))
+        raise  # unreachable: _fail exits
+
+
 @app.command()
 def run(
     protocol: str = typer.Argument(..., help="bundled protocol name (see `leukosim protocols`) or a YAML file"),
@@ -38,6 +50,7 @@ def run(
     trajectories: int = typer.Option(DEFAULT_TRAJECTORY_PATIENTS, "--trajectories", min=0,
                                      help="record trajectories of this many patients (the lowest ids)"),
     no_report: bool = typer.Option(False, "--no-report", help="do not write report.html"),
+    parameters: str = typer.Option(None, "--parameters", help=_PARAMETERS_HELP),
 ) -> None:
     """Simulate PROTOCOL in a virtual population and write a run directory with its report."""
     from .io.rundir import write_run
@@ -53,7 +66,8 @@ def run(
     with Progress(TextColumn("simulating"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=console, transient=True) as bar:
         task = bar.add_task("simulating", total=patients)
-        result = simulate_trial(spec, patients, seed, trajectory_patients=trajectories,
+        result = simulate_trial(spec, patients, seed, parameters=_parameter_set(parameters),
+                                trajectory_patients=trajectories,
                                 progress=lambda done: bar.advance(task, done))
     write_run(result, out)
     _print_summary(result.summary())
@@ -88,6 +102,77 @@ def report(run_dir: Path = typer.Argument(..., help="a run directory written by 
         _fail(str(error))
         return
     console.print(f"report: {path}")
+    console.print(f"[dim]{NOTICE}[/]")
+
+
+@app.command()
+def validate(
+    json_out: Path = typer.Option(None, "--json", help="also write the comparison as JSON records"),
+    patients: int = typer.Option(1000, "--patients", "-n", min=10, help="virtual patients per protocol"),
+    seed: int = typer.Option(0, "--seed", "-s", min=0, help="random seed"),
+    parameters: str = typer.Option(None, "--parameters", help=_PARAMETERS_HELP),
+    html_out: Path = typer.Option(Path("validation.html"), "--html", help="HTML validation report"),
+) -> None:
+    """Run every bundled protocol with published targets; print simulated vs published and the hit fractions."""
+    from .calibration.validate import hit_fractions, validation_records, validation_table
+    from .report.html import render_validation_report
+
+    values = _parameter_set(parameters)
+    with console.status(f"simulating {patients} patients per protocol"):
+        table = validation_table(values, patients, seed)
+    shown = Table(title=f"validation, parameter set {values.name}, {patients} patients per protocol, seed {seed}")
+    for column in ("protocol", "arm", "target", "published", "95% interval", "simulated", "MC 95% CI", "hit"):
+        shown.add_column(column, overflow="fold")
+    for row in table.itertuples():
+        verdict = "-" if row.hit is None or row.hit is pd.NA else ("[green]hit[/]" if row.hit else "[red]miss[/]")
+        shown.add_row(row.protocol, str(row.arm or ""), escape(row.target), f"{row.published:.3g}",
+                      f"{row.reference_low:.3g}-{row.reference_high:.3g}", f"{row.simulated:.3g}",
+                      f"{row.simulated_ci_low:.3g}-{row.simulated_ci_high:.3g}", verdict)
+    console.print(shown)
+    hits = hit_fractions(table)
+    summary = Table(title="hit fraction (targets with a 95% interval)")
+    for column in ("therapy class", "targets", "with interval", "hits", "hit fraction"):
+        summary.add_column(column)
+    for row in hits.itertuples():
+        summary.add_row(row.therapy_class, str(row.targets), str(row.with_interval), str(row.hits),
+                        f"{row.hit_fraction:.0%}")
+    console.print(summary)
+    subtitle = f"Parameter set {values.name}; {patients} virtual patients per protocol; seed {seed}."
+    html_out.write_text(render_validation_report(table, hits, subtitle), encoding="utf-8")
+    console.print(f"validation report: {html_out}")
+    if json_out is not None:
+        json_out.write_text(json.dumps(validation_records(table), indent=1) + "\n")
+        console.print(f"records: {json_out}")
+    console.print(f"[dim]{NOTICE}[/]")
+
+
+@app.command()
+def calibrate(
+    out: Path = typer.Option(..., "--out", "-o", help="parameter-set file to write (JSON)"),
+    patients: int = typer.Option(300, "--patients", "-n", min=10, help="virtual patients per protocol and evaluation"),
+    evaluations: int = typer.Option(200, "--evaluations", min=1, help="CMA-ES evaluation budget"),
+    seed: int = typer.Option(20261123, "--seed", "-s", min=0, help="seed of the common virtual cohort"),
+    reproduce: Path = typer.Option(None, "--reproduce", help="re-run with the settings recorded in this file"),
+) -> None:
+    """Fit the calibratable parameters jointly to every calibration protocol's targets."""
+    from .calibration.fit import CalibrationSettings, settings_from_file, write_parameter_set
+    from .calibration.fit import calibrate as run_calibration
+
+    if reproduce is not None:
+        try:
+            settings = settings_from_file(reproduce)
+        except (OSError, KeyError, TypeError, ValueError) as error:
+            _fail(f"{reproduce}: no usable calibration settings ({error})")
+            return
+    else:
+        settings = CalibrationSettings(name=out.stem, n_patients=patients, max_evaluations=evaluations, seed=seed)
+    with console.status("calibrating") as status:
+        document = run_calibration(settings, progress=lambda message: status.update(escape(message)))
+    write_parameter_set(document, out)
+    fit = document["fit"]
+    console.print(f"loss {fit['loss_literature']:.4g} -> {fit['loss_calibrated']:.4g}; hits {fit['hits_literature']}"
+                  f" -> {fit['hits_calibrated']} of {fit['targets_with_interval']}; {fit['evaluations']} evaluations")
+    console.print(f"parameter set: {out}")
     console.print(f"[dim]{NOTICE}[/]")
 
 

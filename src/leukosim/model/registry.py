@@ -3,8 +3,12 @@ the :class:`ParameterSet` that carries values through a run."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import json
+import math
 from dataclasses import dataclass
+from pathlib import Path
 from types import MappingProxyType
 
 import numpy as np
@@ -12,7 +16,12 @@ import numpy as np
 from . import b_lineage, blinatumomab, car_t, chemotherapy, disease, inotuzumab, t_cells, toxicity, transplant
 from .parameter import Parameter
 
-__all__ = ["PARAMETERS", "INDEX", "ParameterSet", "default_parameters"]
+__all__ = ["PARAMETERS", "INDEX", "ParameterSet", "ParameterSetError", "default_parameters",
+           "literature_parameters", "load_parameter_set", "shipped_parameter_sets", "LITERATURE", "DEFAULT"]
+
+LITERATURE = "literature-0.1"
+#: The shipped calibrated set (``leukosim/parameter_sets/<DEFAULT>.json``); the default when present.
+DEFAULT = "calibrated-0.1"
 
 #: Mechanism order is fixed: appending a mechanism never moves existing indices.
 PARAMETERS: tuple[Parameter, ...] = (
@@ -71,6 +80,59 @@ class ParameterSet:
         ]
 
 
+class ParameterSetError(ValueError):
+    """A parameter-set file that cannot be used, with the file and field at fault."""
+
+
+def literature_parameters() -> ParameterSet:
+    """The literature (uncalibrated) parameter set: every value as its source gives it."""
+    return ParameterSet(LITERATURE, tuple(p.value for p in PARAMETERS))
+
+
+def _shipped_dir() -> Path:
+    return Path(__file__).resolve().parent.parent / "parameter_sets"
+
+
+def shipped_parameter_sets() -> list[str]:
+    """Names of the parameter sets shipped with leukosim (the literature set first)."""
+    return [LITERATURE, *sorted(path.stem for path in _shipped_dir().glob("*.json"))]
+
+
+def load_parameter_set(source: str | Path) -> ParameterSet:
+    """A parameter set by name (see :func:`shipped_parameter_sets`) or from a JSON file holding ``name`` and
+    ``values`` (parameter name -> value in the registry's unit; parameters not listed keep their literature
+    value). Only calibratable parameters may differ from the literature set."""
+    if isinstance(source, str) and source == LITERATURE:
+        return literature_parameters()
+    path = _shipped_dir() / f"{source}.json" if isinstance(source, str) and source in shipped_parameter_sets() \
+        else Path(source)
+    try:
+        document = json.loads(path.read_text())
+    except OSError as error:
+        raise ParameterSetError(f"{path}: cannot read ({error.strerror or error}); shipped sets: "
+                                f"{', '.join(shipped_parameter_sets())}") from None
+    except json.JSONDecodeError as error:
+        raise ParameterSetError(f"{path}: not JSON (line {error.lineno}: {error.msg})") from None
+    if not isinstance(document, dict) or not isinstance(document.get("name"), str) \
+            or not isinstance(document.get("values"), dict):
+        raise ParameterSetError(f"{path}: expected an object with 'name' (text) and 'values' (name -> number)")
+    by_name = {p.name: p for p in PARAMETERS}
+    values: dict[str, float] = {}
+    for name, value in document["values"].items():
+        parameter = by_name.get(name)
+        if parameter is None:
+            raise ParameterSetError(f"{path}: values.{name}: not a model parameter (see `leukosim params`)")
+        if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+            raise ParameterSetError(f"{path}: values.{name}: expected a finite number >= 0, got {value!r}")
+        if not parameter.calibrate and value != parameter.value:
+            raise ParameterSetError(f"{path}: values.{name}: a fixed (not calibratable) parameter cannot change")
+        values[name] = float(value)
+    return literature_parameters().replace(name=document["name"], **values)
+
+
+@functools.cache
 def default_parameters() -> ParameterSet:
-    """The literature (uncalibrated) parameter set."""
-    return ParameterSet("literature-0.1", tuple(p.value for p in PARAMETERS))
+    """The shipped calibrated parameter set, or the literature set if none is shipped."""
+    if DEFAULT in shipped_parameter_sets():
+        return load_parameter_set(DEFAULT)
+    return literature_parameters()

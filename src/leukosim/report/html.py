@@ -25,7 +25,7 @@ from . import figures
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-__all__ = ["render_report", "write_report", "REPORT"]
+__all__ = ["render_report", "write_report", "render_validation_report", "REPORT"]
 
 REPORT = "report.html"
 NOTICE = ("Research use only. leukosim is not a medical device; its output must never be used as advice for an "
@@ -182,15 +182,8 @@ def render_report(run: RunDirectory) -> str:
              + _targets_table(tables.get("targets", empty))),
         ]
     sections.append(("Manifest", f"<pre>{html.escape(json.dumps(run.manifest, indent=2, default=str))}</pre>"))
-    body = "\n".join(f"<section><h2>{html.escape(title)}</h2>\n{content}</section>" for title, content in sections
-                     if content)
-    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-            f"<title>leukosim report: {html.escape(protocol.title)}</title><style>{_STYLE}</style></head><body>\n"
-            f"<h1>{html.escape(protocol.title)}</h1>\n"
-            f"<p>Virtual trial, {len(patients)} patients, seed {html.escape(str(run.manifest.get('seed')))}, "
-            f"parameter set {html.escape(str(run.manifest.get('parameter_set')))}.</p>\n"
-            f'<p class="notice"><strong>{html.escape(NOTICE)}</strong></p>\n{body}\n'
-            f'<p class="notice">{html.escape(NOTICE)}</p>\n</body></html>\n')
+    return _page(protocol.title, f"Virtual trial, {len(patients)} patients, seed {run.manifest.get('seed')}, "
+                 f"parameter set {run.manifest.get('parameter_set')}.", sections)
 
 
 def write_report(run_dir: str | Path) -> Path:
@@ -201,3 +194,25 @@ def write_report(run_dir: str | Path) -> Path:
     partial.write_text(render_report(run), encoding="utf-8")
     os.replace(partial, path)
     return path
+
+
+def _page(title: str, subtitle: str, sections: list[tuple[str, str]]) -> str:
+    body = "\n".join(f"<section><h2>{html.escape(heading)}</h2>\n{content}</section>"
+                     for heading, content in sections if content)
+    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+            f"<title>{html.escape(title)}</title><style>{_STYLE}</style></head><body>\n"
+            f"<h1>{html.escape(title)}</h1>\n<p>{html.escape(subtitle)}</p>\n"
+            f'<p class="notice"><strong>{html.escape(NOTICE)}</strong></p>\n{body}\n'
+            f'<p class="notice">{html.escape(NOTICE)}</p>\n</body></html>\n')
+
+
+def render_validation_report(table: pd.DataFrame, hits: pd.DataFrame, subtitle: str) -> str:
+    """The validation report: hit fractions per therapy class, then per protocol the forest plot and the
+    target table (``table`` from :func:`leukosim.calibration.validate.validation_table`)."""
+    sections = [("Hit fraction by therapy class", _table(hits))]
+    for protocol, rows in table.groupby("protocol", sort=False):
+        sections.append((f"{protocol}", _figure_block(figures.targets_forest_figure(rows), f"{protocol}: grey, "
+                                                      "published 95% interval; dots, simulated with Monte Carlo "
+                                                      "95% CI (green inside, red outside).")
+                         + _targets_table(rows)))
+    return _page("leukosim validation against published trials", subtitle, sections)

@@ -1,0 +1,209 @@
+"""Joint calibration of the calibratable parameters to every calibration protocol's targets.
+
+Two stages, both on the objective of :mod:`leukosim.calibration.objective` with common random numbers:
+
+1. **Screening** (identifiability): each calibratable parameter is moved one at a time by a factor of
+   ``screen_factor`` up and down; the loss change is its sensitivity. Parameters whose sensitivity stays below
+   ``min_sensitivity`` cannot be identified from the calibration set and stay at their literature values;
+   of the rest, the ``max_parameters`` most sensitive are fitted (more would be poorly identified from the
+   ~40 targets with this budget).
+2. **Fit**: CMA-ES (the ``cma`` package, seeded, so a fit is reproducible) on the selected parameters' log10
+   deviations, within their bounds (registry bounds, else two decades either side).
+
+The result is a parameter-set file (see :func:`leukosim.model.registry.load_parameter_set`) that also records
+its settings and a fit report, so ``leukosim calibrate --reproduce FILE`` re-runs it."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+
+from ..model.registry import LITERATURE, PARAMETERS, literature_parameters
+from ..protocol.load import bundled_protocols, load_protocol
+from ..protocol.schema import Protocol
+from .objective import PRIOR_SD_DECADES, CalibrationObjective
+
+__all__ = ["CalibrationSettings", "calibrate", "calibration_protocols", "screen", "write_parameter_set",
+           "settings_from_file"]
+
+_DEFAULT_SPAN_DECADES = 2.0
+
+
+@dataclass(frozen=True)
+class CalibrationSettings:
+    """Everything that determines a calibration result."""
+
+    name: str = "calibrated-0.1"
+    n_patients: int = 300
+    seed: int = 20261123
+    protocols: tuple[str, ...] = ()
+    screen_factor: float = 3.0
+    min_sensitivity: float = 0.5
+    max_parameters: int = 12
+    parameters: tuple[str, ...] = ()
+    max_evaluations: int = 150
+    initial_step_decades: float = 0.3
+    optimiser_seed: int = 1
+    prior_sd_decades: float = PRIOR_SD_DECADES
+    base: str = LITERATURE
+
+
+def calibration_protocols(names: tuple[str, ...] = ()) -> list[Protocol]:
+    """The named protocols, or every bundled protocol with calibration targets."""
+    protocols = [load_protocol(name) for name in (names or bundled_protocols())]
+    return [p for p in protocols if any(getattr(t, "calibrate", True) for t in p.targets)]
+
+
+def _bounds(name: str) -> tuple[float, float]:
+    """log10 deviation bounds of a parameter from its literature value."""
+    parameter = next(p for p in PARAMETERS if p.name == name)
+    if parameter.bounds is None or parameter.value <= 0:
+        return -_DEFAULT_SPAN_DECADES, _DEFAULT_SPAN_DECADES
+    low, high = parameter.bounds
+    return (math.log10(low / parameter.value) if low > 0 else -_DEFAULT_SPAN_DECADES,
+            math.log10(high / parameter.value))
+
+
+def screen(objective: CalibrationObjective, factor: float,
+           progress: Callable[[str], None] | None = None) -> pd.DataFrame:
+    """One-at-a-time sensitivity of the data loss (no prior) to each of ``objective.names``: the loss change
+    when the parameter is multiplied and divided by ``factor``."""
+    step = math.log10(factor)
+    zero = np.zeros(len(objective.names))
+
+    def data_loss(decades: np.ndarray) -> float:
+        objective.evaluations += 1
+        return objective.data_loss(objective.comparison(objective.parameters(decades)))
+
+    base_loss = data_loss(zero)
+    rows = []
+    for k, name in enumerate(objective.names):
+        changes = []
+        for sign in (1.0, -1.0):
+            decades = zero.copy()
+            decades[k] = sign * step
+            changes.append(data_loss(decades) - base_loss)
+        rows.append({"parameter": name, "loss_up": changes[0], "loss_down": changes[1],
+                     "sensitivity": max(abs(changes[0]), abs(changes[1]))})
+        if progress is not None:
+            progress(f"screened {name}: {rows[-1]['sensitivity']:.3g}")
+    return pd.DataFrame(rows).sort_values("sensitivity", ascending=False, kind="stable").reset_index(drop=True)
+
+
+def _report_targets(before: pd.DataFrame, after: pd.DataFrame) -> list[dict[str, object]]:
+    rows = []
+    for b, a in zip(before.itertuples(), after.itertuples()):
+        rows.append({"protocol": a.protocol, "target": a.target, "arm": a.arm, "published": float(a.published),
+                     "reference": [float(a.reference_low), float(a.reference_high)],
+                     "simulated_literature": float(b.simulated), "simulated_calibrated": float(a.simulated),
+                     "z_literature": float(b.z), "z_calibrated": float(a.z), "used": bool(a.used),
+                     "hit": None if pd.isna(a.hit) else bool(a.hit)})
+    return rows
+
+
+def calibrate(settings: CalibrationSettings, progress: Callable[[str], None] | None = None) -> dict[str, object]:
+    """Run a calibration and return the parameter-set document (``name``, ``values``, ``settings``, ``fit``)."""
+    import cma
+
+    if settings.base != LITERATURE:
+        raise ValueError("calibration starts from the literature set")
+    protocols = calibration_protocols(settings.protocols)
+    calibratable = [p.name for p in PARAMETERS if p.calibrate]
+    names = list(settings.parameters)
+    screening: pd.DataFrame | None = None
+    if not names:
+        screener = CalibrationObjective(protocols, calibratable, settings.n_patients, settings.seed,
+                                        prior_sd_decades=settings.prior_sd_decades)
+        screening = screen(screener, settings.screen_factor, progress)
+        sensitive = screening[screening["sensitivity"] >= settings.min_sensitivity]
+        names = list(sensitive["parameter"].head(settings.max_parameters))
+    if not names:
+        raise ValueError("no parameter is sensitive enough to fit")
+    objective = CalibrationObjective(protocols, names, settings.n_patients, settings.seed,
+                                     prior_sd_decades=settings.prior_sd_decades)
+    bounds = np.array([_bounds(name) for name in names])
+    strategy = cma.CMAEvolutionStrategy(np.zeros(len(names)), settings.initial_step_decades, {
+        "bounds": [list(bounds[:, 0]), list(bounds[:, 1])], "seed": settings.optimiser_seed,
+        "maxfevals": settings.max_evaluations, "verbose": -9, "CMA_diagonal": False,
+    })
+    start_loss = objective(np.zeros(len(names)))
+    best_x, best_loss = np.zeros(len(names)), start_loss
+    while not strategy.stop():
+        candidates = strategy.ask()
+        losses = [objective(np.asarray(x)) for x in candidates]
+        strategy.tell(candidates, losses)
+        k = int(np.argmin(losses))
+        if losses[k] < best_loss:
+            best_x, best_loss = np.asarray(candidates[k], dtype=float), float(losses[k])
+        if progress is not None:
+            progress(f"evaluations {objective.evaluations}: best loss {best_loss:.4g}")
+    fitted = objective.parameters(best_x, settings.name)
+    literature = literature_parameters()
+    before = objective.comparison(literature)
+    after = objective.comparison(fitted)
+    parameter_rows = []
+    for name, decades, (low, high) in zip(names, best_x, bounds):
+        parameter = next(p for p in PARAMETERS if p.name == name)
+        parameter_rows.append({"name": name, "unit": parameter.unit, "literature": literature[name],
+                               "calibrated": fitted[name], "log10_change": float(decades),
+                               "bounds": [literature[name] * 10**low, literature[name] * 10**high],
+                               "at_bound": bool(min(decades - low, high - decades) < 0.01),
+                               "source": parameter.source})
+    return {
+        "name": settings.name,
+        "base": LITERATURE,
+        "values": {row["name"]: row["calibrated"] for row in parameter_rows},
+        "settings": asdict(settings),
+        "fit": {
+            "fitted_parameters": names,
+            "loss_literature": objective.loss(before, np.zeros(len(names))),
+            "loss_calibrated": objective.loss(after, best_x),
+            "evaluations": objective.evaluations + (0 if screening is None else screener.evaluations),
+            "targets_used": int(after["used"].sum()),
+            "hits_literature": int(before["hit"].fillna(False).sum()),
+            "hits_calibrated": int(after["hit"].fillna(False).sum()),
+            "targets_with_interval": int(after["hit"].notna().sum()),
+            "parameters": parameter_rows,
+            "targets": _report_targets(before, after),
+            "screening": None if screening is None else screening.to_dict(orient="records"),
+            "not_identifiable": [] if screening is None else
+            list(screening.loc[screening["sensitivity"] < settings.min_sensitivity, "parameter"]),
+        },
+        "notice": "Research use only. Not a medical device; not advice for any individual patient.",
+    }
+
+
+def _finite(value: object) -> object:
+    """JSON-safe copy: NaN -> None, infinities -> "inf" / "-inf"."""
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    if isinstance(value, (float, np.floating)):
+        if math.isnan(value):
+            return None
+        if math.isinf(value):
+            return "inf" if value > 0 else "-inf"
+        return float(value)
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
+
+
+def write_parameter_set(document: dict[str, object], path: str | Path) -> Path:
+    """Write a calibration result as a parameter-set file (strict JSON)."""
+    path = Path(path)
+    path.write_text(json.dumps(_finite(document), indent=1, allow_nan=False) + "\n")
+    return path
+
+
+def settings_from_file(path: str | Path) -> CalibrationSettings:
+    """The settings recorded in a parameter-set file, to reproduce it."""
+    recorded = json.loads(Path(path).read_text())["settings"]
+    return CalibrationSettings(**{k: tuple(v) if isinstance(v, list) else v for k, v in recorded.items()})

@@ -1,0 +1,92 @@
+"""Validation against published trials: run every bundled protocol that has targets with one parameter set and
+compare each target with its published value (see :mod:`leukosim.endpoints.targets` for the intervals).
+
+A target is a *hit* when the simulated value lies inside the published 95% CI, or inside the binomial 95% CI
+from the trial's n where no CI is published. Targets are grouped by the therapy class of their arm."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from ..endpoints.targets import compare_targets
+from ..model.registry import ParameterSet, default_parameters
+from ..protocol.load import bundled_protocols, load_protocol
+from ..protocol.schema import Arm, Protocol
+from ..trial import simulate_trial
+
+__all__ = ["therapy_class", "validation_table", "validation_records", "hit_fractions", "VALIDATION_PATIENTS"]
+
+VALIDATION_PATIENTS = 1000
+#: The class of an arm is that of its most specific therapy, in this order.
+_CLASSES = (("tisagenlecleucel", "CAR-T"), ("inotuzumab_ozogamicin", "inotuzumab"), ("blinatumomab", "blinatumomab"))
+
+
+def therapy_class(arm: Arm) -> str:
+    """CAR-T, inotuzumab, blinatumomab or chemotherapy: the arm's most specific therapy."""
+    drugs = {drug.drug for phase in arm.phases for drug in phase.drugs}
+    return next((label for drug, label in _CLASSES if drug in drugs), "chemotherapy")
+
+
+def _protocol_classes(protocol: Protocol) -> dict[str | None, str]:
+    classes: dict[str | None, str] = {arm.name: therapy_class(arm) for arm in protocol.arms}
+    classes[None] = "/".join(sorted(set(classes.values())))
+    return classes
+
+
+def validation_table(parameters: ParameterSet | None = None, n_patients: int = VALIDATION_PATIENTS, seed: int = 0,
+                     protocols: list[Protocol] | None = None) -> pd.DataFrame:
+    """One row per target of every protocol with targets (default: the bundled ones): protocol,
+    therapy_class, calibrated (whether calibration may fit it), the comparison columns of
+    :func:`~leukosim.endpoints.targets.compare_targets`."""
+    parameters = parameters or default_parameters()
+    if protocols is None:
+        protocols = [load_protocol(name) for name in bundled_protocols()]
+    frames = []
+    for protocol in protocols:
+        if not protocol.targets:
+            continue
+        result = simulate_trial(protocol, n_patients, seed, parameters=parameters, trajectory_patients=0)
+        table = compare_targets(protocol, result.patients)
+        classes = _protocol_classes(protocol)
+        table.insert(0, "protocol", protocol.name)
+        table.insert(1, "therapy_class", [classes[target.arm] for target in protocol.targets])
+        table.insert(2, "calibrated", [getattr(target, "calibrate", True) for target in protocol.targets])
+        frames.append(table)
+    return pd.concat(frames, ignore_index=True)
+
+
+def _interval(low: float, high: float) -> list[float] | None:
+    return [float(low), float(high)] if np.isfinite(low) and np.isfinite(high) else None
+
+
+def _number(value: float) -> float | str | None:
+    if np.isnan(value):
+        return None
+    return "inf" if np.isinf(value) else float(value)
+
+
+def validation_records(table: pd.DataFrame) -> list[dict[str, object]]:
+    """The table as JSON-ready records with the keys protocol, target, published, published_ci (the reference
+    interval), simulated, simulated_ci, hit (None where there is no interval), plus arm, therapy_class,
+    reference_kind, n_simulated and source."""
+    return [{"protocol": row.protocol, "target": row.target, "arm": row.arm, "therapy_class": row.therapy_class,
+             "published": float(row.published), "published_ci": _interval(row.reference_low, row.reference_high),
+             "reference_kind": row.reference_kind, "simulated": _number(row.simulated),
+             "simulated_ci": _interval(row.simulated_ci_low, row.simulated_ci_high),
+             "n_simulated": int(row.n_simulated), "hit": None if pd.isna(row.hit) else bool(row.hit),
+             "source": row.source}
+            for row in table.itertuples()]
+
+
+def hit_fractions(table: pd.DataFrame) -> pd.DataFrame:
+    """Hits per therapy class and overall, among targets with a reference interval.
+    Columns: therapy_class, targets, with_interval, hits, hit_fraction."""
+    judged = table.assign(judged=table["hit"].notna(), won=table["hit"].fillna(False).astype(bool))
+    rows = []
+    for label, group in [*judged.groupby("therapy_class", sort=True), ("overall", judged)]:
+        with_interval = int(group["judged"].sum())
+        hits = int(group["won"].sum())
+        rows.append({"therapy_class": label, "targets": len(group), "with_interval": with_interval, "hits": hits,
+                     "hit_fraction": hits / with_interval if with_interval else np.nan})
+    return pd.DataFrame(rows)

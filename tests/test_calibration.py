@@ -1,0 +1,126 @@
+"""Calibration (objective, CMA-ES fit, parameter-set files) and validation (table, hit fractions, CLI)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+import leukosim
+from leukosim.calibration import CalibrationSettings, calibrate, hit_fractions, validation_records, validation_table
+from leukosim.calibration.fit import calibration_protocols, settings_from_file, write_parameter_set
+from leukosim.calibration.objective import CalibrationObjective, standardised_residuals
+from leukosim.cli import app
+from leukosim.model.registry import (
+    DEFAULT, LITERATURE, PARAMETERS, ParameterSetError, literature_parameters, load_parameter_set,
+    shipped_parameter_sets,
+)
+
+SMALL = CalibrationSettings(name="tiny", n_patients=40, protocols=("aall1621", "eliana"),
+                            parameters=("ino_kill_max", "car_expansion_rate"), max_evaluations=8)
+
+
+def test_standardised_residual_of_a_proportion_by_hand() -> None:
+    table = pd.DataFrame({"published": [0.5, 0.5], "reference_low": [0.4, np.nan], "reference_high": [0.6, np.nan],
+                          "simulated": [0.7, 0.7], "simulated_ci_low": [0.65, 0.65],
+                          "simulated_ci_high": [0.75, 0.75]})
+    z = standardised_residuals(table, horizon_days=365.0)
+    expected = 0.2 / np.hypot(0.1 / 1.959963984540054, 0.05 / 1.959963984540054)
+    assert z[0] == pytest.approx(expected)
+    assert np.isnan(z[1])  # no reference interval: not used
+
+
+def test_objective_uses_common_random_numbers() -> None:
+    objective = CalibrationObjective(calibration_protocols(("aall1621",)), ["ino_kill_max"], 60, seed=4)
+    assert objective(np.zeros(1)) == objective(np.zeros(1))
+    assert objective(np.array([0.5])) != objective(np.zeros(1))
+    assert objective.evaluations == 4
+
+
+def test_objective_refuses_fixed_parameters() -> None:
+    fixed = next(p.name for p in PARAMETERS if not p.calibrate)
+    with pytest.raises(ValueError, match="not calibratable"):
+        CalibrationObjective(calibration_protocols(("aall1621",)), [fixed], 10, seed=1)
+
+
+def test_calibration_is_reproducible_from_its_recorded_settings(tmp_path) -> None:
+    first = calibrate(SMALL)
+    path = write_parameter_set(first, tmp_path / "tiny.json")
+    again = calibrate(settings_from_file(path))
+    assert again["values"] == first["values"]
+    assert again["fit"]["loss_calibrated"] == first["fit"]["loss_calibrated"]
+    assert first["fit"]["loss_calibrated"] <= first["fit"]["loss_literature"]
+    loaded = load_parameter_set(path)
+    assert loaded.name == "tiny"
+    for name, value in first["values"].items():
+        assert loaded[name] == value
+    json.loads(path.read_text(), parse_constant=lambda c: pytest.fail(f"non-standard JSON {c}"))
+
+
+def test_shipped_calibration_reproduces_its_recorded_fit() -> None:
+    if DEFAULT not in shipped_parameter_sets():
+        pytest.skip("no calibrated set shipped")
+    shipped = leukosim.default_parameters()
+    assert shipped.name == DEFAULT
+    from importlib.resources import files
+
+    document = json.loads(files("leukosim").joinpath(f"parameter_sets/{DEFAULT}.json").read_text())
+    settings = settings_from_file(files("leukosim").joinpath(f"parameter_sets/{DEFAULT}.json"))
+    names = document["fit"]["fitted_parameters"]
+    objective = CalibrationObjective(calibration_protocols(settings.protocols), names, settings.n_patients,
+                                     settings.seed, prior_sd_decades=settings.prior_sd_decades)
+    decades = np.array([np.log10(shipped[n] / literature_parameters()[n]) for n in names])
+    loss = objective.loss(objective.comparison(shipped), decades)
+    assert loss == pytest.approx(document["fit"]["loss_calibrated"], rel=1e-9)
+
+
+@pytest.mark.parametrize("values, message", [
+    ({"no_such_parameter": 1.0}, "not a model parameter"),
+    ({next(p.name for p in PARAMETERS if not p.calibrate): 123.0}, "cannot change"),
+    ({"ino_kill_max": -1.0}, "expected a finite number"),
+])
+def test_bad_parameter_set_files_are_located(tmp_path, values: dict, message: str) -> None:
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps({"name": "bad", "values": values}))
+    with pytest.raises(ParameterSetError, match=message) as error:
+        load_parameter_set(path)
+    assert str(path) in str(error.value)
+
+
+def test_literature_set_is_always_available() -> None:
+    assert shipped_parameter_sets()[0] == LITERATURE
+    assert load_parameter_set(LITERATURE).values == tuple(p.value for p in PARAMETERS)
+
+
+def test_validation_table_and_records() -> None:
+    protocols = [leukosim.load_protocol("aall1331"), leukosim.load_protocol("eliana")]
+    table = validation_table(n_patients=60, seed=2, protocols=protocols)
+    assert len(table) == sum(len(p.targets) for p in protocols)
+    assert set(table["therapy_class"]) == {"blinatumomab", "chemotherapy", "CAR-T"}
+    records = validation_records(table)
+    assert {"protocol", "target", "published", "published_ci", "simulated", "simulated_ci", "hit"} <= set(records[0])
+    hits = hit_fractions(table)
+    overall = hits[hits["therapy_class"] == "overall"].iloc[0]
+    assert overall["hits"] == int(table["hit"].fillna(False).sum())
+    assert overall["with_interval"] == int(table["hit"].notna().sum())
+    assert hits.loc[hits["therapy_class"] != "overall", "hits"].sum() == overall["hits"]
+
+
+def test_validate_command_writes_json_and_html(tmp_path) -> None:
+    out, page = tmp_path / "validation.json", tmp_path / "validation.html"
+    outcome = CliRunner().invoke(app, ["validate", "--patients", "20", "--json", str(out), "--html", str(page),
+                                       "--parameters", LITERATURE])
+    assert outcome.exit_code == 0, outcome.output
+    assert "hit fraction" in outcome.output
+    records = json.loads(out.read_text())
+    assert {r["protocol"] for r in records} >= {"eliana", "aall1331", "aall1621", "blina-rr-peds", "aieop-bfm-2000"}
+    assert "Research use only" in page.read_text()
+
+
+def test_run_rejects_an_unknown_parameter_set(tmp_path) -> None:
+    outcome = CliRunner().invoke(app, ["run", "eliana", "-n", "5", "-o", str(tmp_path), "--parameters", "nope"])
+    assert outcome.exit_code == 2
+    assert "cannot read" in outcome.output and "literature-0.1" in outcome.output
