@@ -21,7 +21,7 @@ from leukosim.protocol.load import (
 )
 from leukosim.protocol.schema import Protocol
 
-BUNDLED = ["aall1331", "aall1621", "aieop-bfm-2000", "blina-rr-peds", "eliana"]
+BUNDLED = ["aall1331", "aall1621", "aieop-bfm-2000", "all-rez-bfm-87", "blina-rr-peds", "chop-ctl019", "eliana"]
 
 # A small valid protocol; each bad-input test changes one thing in it.
 MINIMAL = """\
@@ -81,7 +81,7 @@ def load_error(tmp_path: Path, text: str) -> ProtocolError:
 # --------------------------------------------------------------------------------------------- bundled
 
 
-def test_bundled_protocols_lists_the_five() -> None:
+def test_bundled_protocols_lists_every_file() -> None:
     assert bundled_protocols() == BUNDLED
 
 

@@ -170,3 +170,114 @@ def test_every_figure_renders_in_headless_chromium(aall1331_run, eliana_run) -> 
                 page.close()
         finally:
             browser.close()
+
+
+# --------------------------------------------------------------------------------------------- targets as data
+
+def _kinetics_table() -> pd.DataFrame:
+    """Six infused patients: four responders, two non-responders, one failed patient that must be ignored."""
+    return pd.DataFrame({
+        "status": ["ok"] * 6 + ["failed"],
+        "arm": ["tisagenlecleucel"] * 7,
+        "best_response": ["CR", "CR", "CRi", "CR", "NR", "NR", "CR"],
+        "car_infused": [True] * 7,
+        "car_cmax_copies_per_ug": [1000.0, 4000.0, 2000.0, 8000.0, 500.0, 2000.0, 1.0e9],
+        "car_auc0_28": [1.0e4, 4.0e4, 2.0e4, 8.0e4, 1.0e3, 4.0e3, 1.0],
+        "car_tmax_days": [7.0, 10.0, 14.0, 7.0, 21.0, 28.0, 1.0],
+        "crs_max_grade": [0, 1, 2, 3, 1, 1, 4],
+        "crs_onset_day": [np.nan, 1.0, 2.0, 3.0, 5.0, 8.0, 0.0],
+        "blinatumomab_css_max_ng_per_mL": [0.0, 0.4, 0.5, 0.6, 0.7, 0.0, 9.0],
+        "inotuzumab_cmax_ng_per_mL": [0.0] * 7,
+        "relapse": [False, True, True, False, False, True, True],
+        "relapse_day": [np.nan, 100.0, 400.0, np.nan, np.nan, 50.0, 1.0],
+    })
+
+
+def test_kinetics_and_exposure_targets_match_hand_computation() -> None:
+    """Geometric means with t intervals on the log scale, the responder geometric-mean ratio with a Welch
+    interval, means with t intervals, the CRS-onset median with its order-statistic interval, CR only and the
+    crude relapse share by a day, each computed by hand on a six-patient table."""
+    from scipy import stats
+
+    protocol = load_protocol("eliana")
+    table = _kinetics_table()
+    arm = "tisagenlecleucel"
+
+    def value(endpoint: str, **extra) -> tuple:
+        return evaluate_target(Target(endpoint=endpoint, arm=arm, value=1.0, source="test", **extra), protocol, table)
+
+    cmax = np.log([1000.0, 4000.0, 2000.0, 8000.0, 500.0, 2000.0])
+    half = stats.t.ppf(0.975, 5) * cmax.std(ddof=1) / np.sqrt(6)
+    got = value("car_cmax_geomean")
+    assert got[0] == pytest.approx(np.exp(cmax.mean())) and got[3] == 6
+    assert got[1:3] == pytest.approx((np.exp(cmax.mean() - half), np.exp(cmax.mean() + half)))
+    assert value("car_tmax_geomean")[0] == pytest.approx(np.exp(np.log([7, 10, 14, 7, 21, 28]).mean()))
+
+    responders, others = np.log([1.0e4, 4.0e4, 2.0e4, 8.0e4]), np.log([1.0e3, 4.0e3])
+    va, vb = responders.var(ddof=1) / 4, others.var(ddof=1) / 2
+    df = (va + vb) ** 2 / (va**2 / 3 + vb**2 / 1)
+    difference, half = responders.mean() - others.mean(), stats.t.ppf(0.975, df) * np.sqrt(va + vb)
+    got = value("car_auc28_gmr_responders")
+    assert got[0] == pytest.approx(np.exp(difference)) == pytest.approx(10.0 * np.sqrt(2.0))  # 28284 / 2000
+    assert got[1:3] == pytest.approx((np.exp(difference - half), np.exp(difference + half)))
+
+    css = np.array([0.4, 0.5, 0.6, 0.7])  # patients given blinatumomab (positive concentration) only
+    half = stats.t.ppf(0.975, 3) * css.std(ddof=1) / 2
+    assert value("blinatumomab_css_mean")[:4] == pytest.approx((0.55, 0.55 - half, 0.55 + half, 4))
+    assert np.isnan(value("inotuzumab_cmax_mean")[0])  # nobody given inotuzumab
+
+    # onset among the 5 patients with CRS: 1, 2, 3, 5, 8; binom.ppf(0.025, 5, 0.5) = 1 -> ranks 1 and 5
+    assert value("crs_onset_median")[:4] == pytest.approx((3.0, 1.0, 8.0, 5))
+    assert value("cr")[0] == pytest.approx(3 / 6)
+    assert value("relapse", timepoint_days=365.0)[0] == pytest.approx(2 / 6)  # days 100 and 50, not 400
+    assert value("relapse")[0] == pytest.approx(3 / 6)
+
+
+def test_reference_intervals_of_quantities() -> None:
+    """log_sd and n: lognormal interval of a geometric mean; sd and n: t interval of a mean; a quantity without
+    a spread has no interval (never a binomial one); a missing simulated value carries its reason."""
+    from scipy import stats
+
+    protocol = load_protocol("eliana")
+    targets = [
+        Target(endpoint="car_cmax_geomean", arm="tisagenlecleucel", value=24000.0, n=90, log_sd=0.806, source="t"),
+        Target(endpoint="blinatumomab_css_mean", arm="tisagenlecleucel", value=0.5, n=10, sd=0.2, source="t"),
+        Target(endpoint="inotuzumab_cmax_mean", arm="tisagenlecleucel", value=308.0, n=25, source="t",
+               calibrate=False),
+    ]
+    table = compare_targets(protocol.model_copy(update={"targets": targets}), _kinetics_table())
+    half = stats.t.ppf(0.975, 89) * 0.806 / np.sqrt(90)
+    assert table.loc[0, ["reference_low", "reference_high"]].tolist() == pytest.approx(
+        [24000.0 * np.exp(-half), 24000.0 * np.exp(half)])
+    half = stats.t.ppf(0.975, 9) * 0.2 / np.sqrt(10)
+    assert table.loc[1, ["reference_low", "reference_high"]].tolist() == pytest.approx([0.5 - half, 0.5 + half])
+    assert table.loc[2, "reference_kind"] == "none" and pd.isna(table.loc[2, "hit"])
+    assert table.loc[2, "na_reason"] == "no evaluable patients"  # nobody was given inotuzumab
+    assert table["calibrate"].tolist() == [True, True, False]
+
+
+def test_target_values_are_validated_by_kind() -> None:
+    Target(endpoint="car_cmax_geomean", value=24000.0, n=90, log_sd=0.8, source="t")  # a quantity may exceed 1
+    with pytest.raises(ValueError, match="proportion"):
+        Target(endpoint="cr_or_cri", value=24.0, source="t")
+    with pytest.raises(ValueError, match="value > 0"):
+        Target(endpoint="car_tmax_geomean", value=0.0, source="t")
+    with pytest.raises(ValueError, match="sd only for"):
+        Target(endpoint="os", timepoint_days=365, value=0.5, sd=0.1, source="t")
+    with pytest.raises(ValueError, match="not both"):
+        Target(endpoint="inotuzumab_cmax_mean", value=308.0, sd=1.0, log_sd=0.5, source="t")
+
+
+@pytest.mark.parametrize("name", ["aall1331", "aall1621", "aieop-bfm-2000", "all-rez-bfm-87", "blina-rr-peds",
+                                  "chop-ctl019", "eliana"])
+def test_every_bundled_target_evaluates(name: str) -> None:
+    """50 patients simulate without failures, and every target has a simulated value (a median may be not
+    reached: +inf) or an explicit reason why not."""
+    result = leukosim.simulate_trial(name, 50, seed=5, trajectory_patients=0)
+    assert (result.patients["status"] == "ok").all()
+    table = compare_targets(result.protocol, result.patients)
+    assert len(table) == len(result.protocol.targets)
+    missing = table["simulated"].isna()
+    assert table.loc[missing, "na_reason"].notna().all(), table.loc[missing, ["target", "na_reason"]]
+    assert table.loc[~missing, "na_reason"].isna().all()
+    assert table["calibrate"].dtype == bool
