@@ -8,7 +8,7 @@ Two stages, both on the objective of :mod:`leukosim.calibration.objective` with 
    of the rest, the ``max_parameters`` most sensitive are fitted (more would be poorly identified from the
    ~40 targets with this budget).
 2. **Fit**: CMA-ES (the ``cma`` package, seeded, so a fit is reproducible) on the selected parameters' log10
-   deviations, within their bounds (registry bounds, else two decades either side).
+   deviations, within their bounds (registry bounds, else three decades either side).
 
 The result is a parameter-set file (see :func:`leukosim.model.registry.load_parameter_set`) that also records
 its settings and a fit report, so ``leukosim calibrate --reproduce FILE`` re-runs it."""
@@ -32,7 +32,7 @@ from .objective import PRIOR_SD_DECADES, CalibrationObjective
 __all__ = ["CalibrationSettings", "calibrate", "calibration_protocols", "screen", "write_parameter_set",
            "settings_from_file"]
 
-_DEFAULT_SPAN_DECADES = 2.0
+_DEFAULT_SPAN_DECADES = 3.0
 
 
 @dataclass(frozen=True)
@@ -57,7 +57,7 @@ class CalibrationSettings:
 def calibration_protocols(names: tuple[str, ...] = ()) -> list[Protocol]:
     """The named protocols, or every bundled protocol with calibration targets."""
     protocols = [load_protocol(name) for name in (names or bundled_protocols())]
-    return [p for p in protocols if any(getattr(t, "calibrate", True) for t in p.targets)]
+    return [p for p in protocols if any(t.calibrate for t in p.targets)]
 
 
 def _bounds(name: str) -> tuple[float, float]:

@@ -78,7 +78,7 @@ class CalibrationObjective:
             table.insert(0, "protocol", protocol.name)
             table["z"] = standardised_residuals(table, float(protocol.follow_up_days))
             table["used"] = np.isfinite(table["z"].to_numpy(float)) & np.array(
-                [getattr(target, "calibrate", True) for target in protocol.targets], dtype=bool)
+                [target.calibrate for target in protocol.targets], dtype=bool)
             frames.append(table)
         return pd.concat(frames, ignore_index=True)
 

@@ -51,7 +51,7 @@ def validation_table(parameters: ParameterSet | None = None, n_patients: int = V
         classes = _protocol_classes(protocol)
         table.insert(0, "protocol", protocol.name)
         table.insert(1, "therapy_class", [classes[target.arm] for target in protocol.targets])
-        table.insert(2, "calibrated", [getattr(target, "calibrate", True) for target in protocol.targets])
+        table.insert(2, "calibrated", [target.calibrate for target in protocol.targets])
         frames.append(table)
     return pd.concat(frames, ignore_index=True)
 

@@ -193,6 +193,7 @@ def _rules() -> tuple[list[tuple[str, str, str]], dict[str, str]]:
         ("t_proliferation", "1/day", ("t_activated_proliferation * t_cell_fitness * lymphocyte_space_free "
                                       "* blin_drug_activation")),
         ("car_signal", "-", "cd19_targets / (cd19_targets + car_antigen_ec50)"),
+        ("car_activation", "cells/day", "car_expansion_rate * car_signal * lymphocyte_space_free * car_effector"),
         # inotuzumab clearance (inotuzumab.py); death hazards (transplant.py, toxicity.py)
         ("ino_clearance", "L/day", ("ino_clearance_ss_individual + piecewise(ino_clearance_time_individual "
                                     "* exp(-ino_decay * (time - ino_first_dose_time)), ino_first_dose_time >= 0, 0)")),
@@ -203,7 +204,7 @@ def _rules() -> tuple[list[tuple[str, str, str]], dict[str, str]]:
         ("il6", "pg/mL", "il6_baseline + (il6_per_kill * ("
                          + " + ".join(f"immune_kill_{name} * {cell}" for name, cell in zip(_CLASSES, cells))
                          + " + b_immune_kill_marrow * b_precursor + b_immune_kill_blood * b_mature)"
-                         " + il6_per_activation * activation * t_resting) / weight_kg"),
+                         " + il6_per_activation * (activation * t_resting + car_activation)) / weight_kg"),
     ]
     car = "car_present > 0.5"
     rates |= {

@@ -217,8 +217,10 @@ def derivatives(t: float, y: np.ndarray, p: np.ndarray, u: np.ndarray, c: np.nda
     dy[S_T_ACTIVE] = activation * t_rest / t_act - p[_DEACT] - p[_TA_APOP] + proliferation - u[U_T_KILL]
 
     # CAR-T (car_t.py): antigen = CD19+ leukemia and normal B cells
+    car_activation = 0.0  # antigen-driven CAR-T proliferation (cells/day): activated T cells release IL-6
     if car_present:
         signal = cd19_targets / (cd19_targets + p[_CAR_EC50])
+        car_activation = p[_CAR_RHO] * signal * space * car_e
         dy[S_CAR_EFFECTOR] = (p[_CAR_RHO] * signal * space - p[_CAR_ALPHA] * (1.0 - signal) - p[_CAR_EM]
                               - p[_CAR_EX] * signal + p[_CAR_ME] * signal * car_m / car_e - u[U_T_KILL])
         dy[S_CAR_MEMORY] = p[_CAR_EM] * car_e / car_m - p[_CAR_BETA] - p[_CAR_ME] * signal - u[U_T_KILL]
@@ -251,4 +253,4 @@ def derivatives(t: float, y: np.ndarray, p: np.ndarray, u: np.ndarray, c: np.nda
     dy[S_HAZARD_TRM] = trm
     dy[S_HAZARD_SOS] = sos
 
-    return p[_IL6_BASE] + (p[_IL6_KILL] * kill_flux + p[_IL6_ACT] * activation * t_rest) / weight
+    return p[_IL6_BASE] + (p[_IL6_KILL] * kill_flux + p[_IL6_ACT] * (activation * t_rest + car_activation)) / weight

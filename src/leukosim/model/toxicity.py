@@ -1,5 +1,5 @@
 """Cytokines and toxicity: IL-6 in quasi-steady state (half-life 20 min, Hosseini 2020) produced by
-target killing and T-cell activation; a symptom layer mapping IL-6 to fever, hypotension, hypoxia and
+target killing and T-cell activation (blinatumomab-engaged T cells and antigen-driven CAR-T proliferation); a symptom layer mapping IL-6 to fever, hypotension, hypoxia and
 neurological signs that ``observe.grading`` grades by ASTCT 2019; SOS/VOD hazard from sinusoidal injury
 and transplant; death hazards after progression."""
 
@@ -17,7 +17,8 @@ PARAMETERS = (
     Parameter("il6_per_kill", 3.0e-7, "pg/mL per (cells/day/kg)", "none: Teachey 2016 links peak IL-6 to CRS; "
               "calibrate to CRS grades [U]", True, "IL-6 per target cell killed by CAR-T or blinatumomab, per kg"),
     Parameter("il6_per_activation", 2.0e-9, "pg/mL per (cells/day/kg)", "Hosseini 2020 (IL-6 from activated T "
-              "cells) structure; value calibrate [U]", True, "IL-6 per T cell activated by blinatumomab, per kg"),
+              "cells) structure; value calibrate [U]", True,
+              "IL-6 per T cell activated (by blinatumomab, or CAR-T proliferating on antigen), per kg"),
     Parameter("crs_fever_il6", 30.0, "pg/mL", "assumption [U]", True, "IL-6 at which fever starts"),
     Parameter("crs_hypotension_il6", 300.0, "pg/mL", "assumption [U]", True,
               "IL-6 for hypotension needing fluids (one vasopressor x4, multiple x16)"),
