@@ -102,11 +102,14 @@ def test_validation_table_and_records() -> None:
     assert set(table["therapy_class"]) == {"blinatumomab", "chemotherapy", "CAR-T"}
     records = validation_records(table)
     assert {"protocol", "target", "published", "published_ci", "simulated", "simulated_ci", "hit"} <= set(records[0])
-    hits = hit_fractions(table)
-    overall = hits[hits["therapy_class"] == "overall"].iloc[0]
-    assert overall["hits"] == int(table["hit"].fillna(False).sum())
-    assert overall["with_interval"] == int(table["hit"].notna().sum())
-    assert hits.loc[hits["therapy_class"] != "overall", "hits"].sum() == overall["hits"]
+    hits = hit_fractions(table).set_index("therapy_class")
+    everything = hits.loc["overall (all targets)"]
+    assert everything["hits"] == int(table["hit"].fillna(False).sum())
+    assert everything["with_interval"] == int(table["hit"].notna().sum())
+    fitted = table[table["calibrate"]]
+    calibration = hits.loc["overall (calibration targets)"]
+    assert calibration["hits"] == int(fitted["hit"].fillna(False).sum())
+    assert hits.loc[~hits.index.str.startswith("overall"), "hits"].sum() == calibration["hits"]
 
 
 def test_validate_command_writes_json_and_html(tmp_path) -> None:

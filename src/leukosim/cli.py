@@ -51,27 +51,48 @@ def run(
                                      help="record trajectories of this many patients (the lowest ids)"),
     no_report: bool = typer.Option(False, "--no-report", help="do not write report.html"),
     parameters: str = typer.Option(None, "--parameters", help=_PARAMETERS_HELP),
+    workers: int = typer.Option(None, "--workers", min=1, help="compute on a local Dask cluster of this many "
+                                                               "worker processes (default: this process)"),
+    scheduler: str = typer.Option(None, "--scheduler", help="compute on the Dask cluster at this address"),
+    chunk_size: int = typer.Option(None, "--chunk-size", min=1, help="patients per chunk (default 20000, or "
+                                                                     "the interrupted run's with --resume)"),
+    resume: bool = typer.Option(False, "--resume", help="finish an interrupted run in --out (same settings)"),
 ) -> None:
-    """Simulate PROTOCOL in a virtual population and write a run directory with its report."""
-    from .io.rundir import write_run
-    from .trial import simulate_trial
+    """Simulate PROTOCOL in a virtual population and write a run directory with its report. Patients are
+    computed chunk by chunk (in this process, or on Dask with --workers / --scheduler) and streamed to disk;
+    the results do not depend on the backend, the workers or the chunk size."""
+    from .backends import Backend, DaskBackend, LocalBackend
+    from .runner import RunSettingsError, run_trial
 
+    if workers is not None and scheduler is not None:
+        _fail("--workers starts a local cluster and --scheduler uses an existing one: give one of them")
+        return
     try:
         spec = load_protocol(protocol)
     except ProtocolError as error:
         _fail(str(error))
         return
     out = out or Path("runs") / f"{spec.name}-seed{seed}"
+    backend: Backend = (LocalBackend() if workers is None and scheduler is None
+                        else DaskBackend(workers=workers, scheduler=scheduler))
     console.print(f"[bold]{escape(spec.title)}[/] - {patients} virtual patients, seed {seed}")
-    with Progress(TextColumn("simulating"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=console, transient=True) as bar:
-        task = bar.add_task("simulating", total=patients)
-        result = simulate_trial(spec, patients, seed, parameters=_parameter_set(parameters),
-                                trajectory_patients=trajectories,
+    try:
+        with Progress(TextColumn("simulating"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                      console=console, transient=True) as bar:
+            task = bar.add_task("simulating", total=patients)
+            outcome = run_trial(spec, patients, out, seed, parameters=_parameter_set(parameters), backend=backend,
+                                chunk_size=chunk_size, trajectory_patients=trajectories, resume=resume,
                                 progress=lambda done: bar.advance(task, done))
-    write_run(result, out)
-    _print_summary(result.summary())
-    console.print(f"{result.timings['patients_per_s']:.0f} patients/s; results in {out}")
+    except (RunSettingsError, ConnectionError, ImportError) as error:
+        _fail(str(error))
+        return
+    except OSError as error:
+        _fail(f"{out}: cannot write ({error.strerror or error})")
+        return
+    _print_summary(outcome.summary())
+    rate = outcome.manifest["timings_s"]["patients_per_s"]  # type: ignore[index]
+    console.print(f"{rate:.0f} patients/s; results in {out}" if outcome.computed_chunks
+                  else f"nothing left to compute; results in {out}")
     if not no_report:
         from .report import write_report
 
@@ -125,6 +146,7 @@ def validate(
         shown.add_column(column, overflow="fold")
     for row in table.itertuples():
         verdict = "-" if row.hit is None or row.hit is pd.NA else ("[green]hit[/]" if row.hit else "[red]miss[/]")
+        verdict += "" if row.calibrate else " [dim](not fitted)[/]"
         shown.add_row(row.protocol, str(row.arm or ""), escape(row.target), f"{row.published:.3g}",
                       f"{row.reference_low:.3g}-{row.reference_high:.3g}", f"{row.simulated:.3g}",
                       f"{row.simulated_ci_low:.3g}-{row.simulated_ci_high:.3g}", verdict)
@@ -183,6 +205,81 @@ def protocols() -> None:
     for name in bundled_protocols():
         table.add_row(name, load_protocol(name).title)
     console.print(table)
+
+
+@app.command("fit-patient")
+def fit_patient(
+    data: Path = typer.Argument(..., help="one patient's observations, NONMEM format of `leukosim export nonmem`"),
+    protocol: str = typer.Option(..., "--protocol", "-p", help="the protocol the patient was treated on (bundled "
+                                                               "name or YAML file); the arm is the data's ARM"),
+    out: Path = typer.Option(None, "--out", "-o", help="fit file (default: <DATA stem>.fit.json)"),
+    parameters: str = typer.Option(None, "--parameters", help=_PARAMETERS_HELP),
+) -> None:
+    """Estimate one patient's individual parameters (MAP, population prior, Laplace posterior) from DATA."""
+    from .twin import PatientDataError, fit_patient as fit, read_patient_data
+
+    try:
+        spec = load_protocol(protocol)
+        result = fit(read_patient_data(data), spec, _parameter_set(parameters))
+    except (ProtocolError, PatientDataError, ValueError) as error:
+        _fail(str(error))
+        return
+    out = out or data.with_suffix(".fit.json")
+    try:
+        out.write_text(result.to_json())
+    except OSError as error:
+        _fail(f"{out}: cannot write ({error.strerror or error})")
+        return
+    table = Table("parameter", "unit", "typical", "MAP", "95% interval", "posterior/prior SD",
+                  title=f"{data.name} on {spec.name} ({result.arm}): "
+                        + ", ".join(f"{n} {kind}" for kind, n in result.observations.items()))
+    for row in result.estimates():
+        table.add_row(str(row["parameter"]), str(row["unit"]), f"{row['typical']:.4g}", f"{row['map']:.4g}",
+                      f"{row['ci_low']:.4g} - {row['ci_high']:.4g}", f"{row['eta_sd'] / row['omega']:.2f}")
+    console.print(table)
+    if not (result.converged and result.hessian_positive_definite):
+        console.print("[yellow]warning:[/] the optimiser did not converge or the Hessian is not positive definite")
+    console.print(f"fit in {escape(str(out))}")
+    console.print(f"[dim]{NOTICE}[/]")
+
+
+@app.command()
+def forecast(
+    fit: Path = typer.Argument(..., help="a fit file written by `leukosim fit-patient`"),
+    protocols: str = typer.Option(..., "--protocols", help="comma-separated alternatives: protocol (every arm) or "
+                                                           "protocol:arm, e.g. eliana,aall1331:blinatumomab"),
+    samples: int = typer.Option(200, "--samples", "-k", min=1, help="posterior samples simulated per alternative"),
+    seed: int = typer.Option(0, "--seed", "-s", min=0, help="random seed"),
+    json_out: Path = typer.Option(None, "--json", help="also write the forecast as JSON"),
+) -> None:
+    """Simulate a fitted patient under alternative protocols: outcome probabilities with 95% Monte Carlo
+    (Wilson) intervals."""
+    from .twin import PatientFit, forecast as run_forecast
+
+    try:
+        fitted = PatientFit.from_json(fit)
+        alternatives = []
+        for item in filter(None, (part.strip() for part in protocols.split(","))):
+            name, _, arm = item.partition(":")
+            alternatives.append((load_protocol(name), arm or None))
+        result = run_forecast(fitted, alternatives, samples, seed)
+    except (ProtocolError, ValueError) as error:
+        _fail(str(error))
+        return
+    table = Table("protocol", "arm", "endpoint", "probability", "95% interval", "n",
+                  title=f"forecast of {escape(fitted.data_file)}: {samples} samples, seed {seed}")
+    for row in result.table.itertuples(index=False):
+        table.add_row(row.protocol, row.arm, row.endpoint, f"{row.probability:.2f}",
+                      f"{row.ci_low:.2f} - {row.ci_high:.2f}", str(row.n))
+    console.print(table)
+    if json_out is not None:
+        try:
+            json_out.write_text(json.dumps(result.to_document(fitted), indent=1) + "\n")
+        except OSError as error:
+            _fail(f"{json_out}: cannot write ({error.strerror or error})")
+            return
+        console.print(f"forecast in {escape(str(json_out))}")
+    console.print(f"[bold]{NOTICE}[/]")
 
 
 @app.command()

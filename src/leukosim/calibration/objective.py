@@ -77,8 +77,7 @@ class CalibrationObjective:
             table = compare_targets(protocol, result.patients)
             table.insert(0, "protocol", protocol.name)
             table["z"] = standardised_residuals(table, float(protocol.follow_up_days))
-            table["used"] = np.isfinite(table["z"].to_numpy(float)) & np.array(
-                [target.calibrate for target in protocol.targets], dtype=bool)
+            table["used"] = np.isfinite(table["z"].to_numpy(float)) & table["calibrate"].to_numpy(bool)
             frames.append(table)
         return pd.concat(frames, ignore_index=True)
 

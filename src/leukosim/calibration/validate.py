@@ -37,7 +37,7 @@ def _protocol_classes(protocol: Protocol) -> dict[str | None, str]:
 def validation_table(parameters: ParameterSet | None = None, n_patients: int = VALIDATION_PATIENTS, seed: int = 0,
                      protocols: list[Protocol] | None = None) -> pd.DataFrame:
     """One row per target of every protocol with targets (default: the bundled ones): protocol,
-    therapy_class, calibrated (whether calibration may fit it), the comparison columns of
+    therapy_class, then the comparison columns of
     :func:`~leukosim.endpoints.targets.compare_targets`."""
     parameters = parameters or default_parameters()
     if protocols is None:
@@ -51,7 +51,6 @@ def validation_table(parameters: ParameterSet | None = None, n_patients: int = V
         classes = _protocol_classes(protocol)
         table.insert(0, "protocol", protocol.name)
         table.insert(1, "therapy_class", [classes[target.arm] for target in protocol.targets])
-        table.insert(2, "calibrated", [target.calibrate for target in protocol.targets])
         frames.append(table)
     return pd.concat(frames, ignore_index=True)
 
@@ -80,11 +79,15 @@ def validation_records(table: pd.DataFrame) -> list[dict[str, object]]:
 
 
 def hit_fractions(table: pd.DataFrame) -> pd.DataFrame:
-    """Hits per therapy class and overall, among targets with a reference interval.
-    Columns: therapy_class, targets, with_interval, hits, hit_fraction."""
+    """Hits among calibration targets (``calibrate`` true) with a reference interval, per therapy class and
+    overall, then overall among all targets (fitted or not). Columns: therapy_class, targets, with_interval,
+    hits, hit_fraction."""
     judged = table.assign(judged=table["hit"].notna(), won=table["hit"].fillna(False).astype(bool))
+    calibration = judged[judged["calibrate"].astype(bool)]
+    groups = [*calibration.groupby("therapy_class", sort=True), ("overall (calibration targets)", calibration),
+              ("overall (all targets)", judged)]
     rows = []
-    for label, group in [*judged.groupby("therapy_class", sort=True), ("overall", judged)]:
+    for label, group in groups:
         with_interval = int(group["judged"].sum())
         hits = int(group["won"].sum())
         rows.append({"therapy_class": label, "targets": len(group), "with_interval": with_interval, "hits": hits,

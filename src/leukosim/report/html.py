@@ -157,7 +157,8 @@ def render_report(run: RunDirectory) -> str:
             ("Response and MRD", _table(tables["response"]) + _figure_block(
                 figures.mrd_figure(run.trajectories, tables["response"], detection_limit),
                 f"Left: true leukemic fraction of marrow in the {run.trajectories['patient_id'].nunique()} "
-                "recorded patients. Right: assay-measured MRD negativity with Wilson 95% CIs.")),
+                "recorded patients while on study (a patient's curve ends at relapse or death, so late medians "
+                "describe the survivors in remission). Right: assay-measured MRD negativity with Wilson 95% CIs.")),
             ("Event-free and overall survival",
              "".join(survival) + "<h3>Landmarks, median and RMST (EFS)</h3>" + _table(tables["efs"])
              + "<h3>Landmarks, median and RMST (OS)</h3>" + _table(tables["os"]) + hazard),
