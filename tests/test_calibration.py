@@ -127,3 +127,15 @@ def test_run_rejects_an_unknown_parameter_set(tmp_path) -> None:
     outcome = CliRunner().invoke(app, ["run", "eliana", "-n", "5", "-o", str(tmp_path), "--parameters", "nope"])
     assert outcome.exit_code == 2
     assert "cannot read" in outcome.output and "literature-0.1" in outcome.output
+
+
+def test_selection_gives_every_badly_missed_target_a_lever() -> None:
+    from leukosim.calibration.fit import select_parameters
+
+    screening = pd.DataFrame({"parameter": ["a", "b", "c", "d"], "sensitivity": [9.0, 5.0, 1.0, 0.1]})
+    # targets: 0 badly missed and moved only by c; 1 well fitted; 2 badly missed, moved most by d (insensitive)
+    effects = np.array([[0.0, 4.0, 0.5], [0.0, 3.0, 0.0], [2.0, 0.0, 0.1], [0.0, 0.0, 0.1]])
+    base_losses = np.array([3.0, 0.1, 2.5])
+    chosen = select_parameters(screening, effects, base_losses, min_sensitivity=0.5, max_parameters=2)
+    assert chosen == ["c", "a"]  # c for target 0; target 2's best sensitive mover is a; then the budget is full
+    assert select_parameters(screening, effects, base_losses, 0.5, 4) == ["c", "a", "b"]  # d is not identifiable

@@ -171,9 +171,10 @@ def validate(
 @app.command()
 def calibrate(
     out: Path = typer.Option(..., "--out", "-o", help="parameter-set file to write (JSON)"),
-    patients: int = typer.Option(300, "--patients", "-n", min=10, help="virtual patients per protocol and evaluation"),
-    evaluations: int = typer.Option(200, "--evaluations", min=1, help="CMA-ES evaluation budget"),
-    seed: int = typer.Option(20261123, "--seed", "-s", min=0, help="seed of the common virtual cohort"),
+    patients: int = typer.Option(None, "--patients", "-n", min=10,
+                                 help="virtual patients per protocol and evaluation [default: 200]"),
+    evaluations: int = typer.Option(None, "--evaluations", min=1, help="CMA-ES evaluation budget [default: 240]"),
+    seed: int = typer.Option(None, "--seed", "-s", min=0, help="seed of the common virtual cohort"),
     reproduce: Path = typer.Option(None, "--reproduce", help="re-run with the settings recorded in this file"),
 ) -> None:
     """Fit the calibratable parameters jointly to every calibration protocol's targets."""
@@ -187,7 +188,8 @@ def calibrate(
             _fail(f"{reproduce}: no usable calibration settings ({error})")
             return
     else:
-        settings = CalibrationSettings(name=out.stem, n_patients=patients, max_evaluations=evaluations, seed=seed)
+        given = {"n_patients": patients, "max_evaluations": evaluations, "seed": seed}
+        settings = CalibrationSettings(name=out.stem, **{k: v for k, v in given.items() if v is not None})
     with console.status("calibrating") as status:
         document = run_calibration(settings, progress=lambda message: status.update(escape(message)))
     write_parameter_set(document, out)

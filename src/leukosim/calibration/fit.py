@@ -3,10 +3,11 @@
 Two stages, both on the objective of :mod:`leukosim.calibration.objective` with common random numbers:
 
 1. **Screening** (identifiability): each calibratable parameter is moved one at a time by a factor of
-   ``screen_factor`` up and down; the loss change is its sensitivity. Parameters whose sensitivity stays below
-   ``min_sensitivity`` cannot be identified from the calibration set and stay at their literature values;
-   of the rest, the ``max_parameters`` most sensitive are fitted (more would be poorly identified from the
-   ~40 targets with this budget).
+   ``screen_factor`` up and down; the summed absolute change of the targets' losses is its sensitivity.
+   Parameters whose sensitivity stays below ``min_sensitivity`` cannot be identified from the calibration set
+   and stay at their literature values. Of the rest, :func:`select_parameters` picks up to ``max_parameters``:
+   first the parameter that moves each badly missed target most (so every mechanism with a missed target gets
+   a lever), then the most sensitive others (more would be poorly identified with this budget).
 2. **Fit**: CMA-ES (the ``cma`` package, seeded, so a fit is reproducible) on the selected parameters' log10
    deviations, within their bounds (registry bounds, else three decades either side).
 
@@ -29,7 +30,8 @@ from ..protocol.load import bundled_protocols, load_protocol
 from ..protocol.schema import Protocol
 from .objective import PRIOR_SD_DECADES, CalibrationObjective
 
-__all__ = ["CalibrationSettings", "calibrate", "calibration_protocols", "screen", "write_parameter_set",
+__all__ = ["CalibrationSettings", "calibrate", "calibration_protocols", "screen", "select_parameters",
+           "write_parameter_set",
            "settings_from_file"]
 
 _DEFAULT_SPAN_DECADES = 3.0
@@ -40,14 +42,14 @@ class CalibrationSettings:
     """Everything that determines a calibration result."""
 
     name: str = "calibrated-0.1"
-    n_patients: int = 300
+    n_patients: int = 200
     seed: int = 20261123
     protocols: tuple[str, ...] = ()
     screen_factor: float = 3.0
     min_sensitivity: float = 0.5
-    max_parameters: int = 12
+    max_parameters: int = 16
     parameters: tuple[str, ...] = ()
-    max_evaluations: int = 150
+    max_evaluations: int = 240
     initial_step_decades: float = 0.3
     optimiser_seed: int = 1
     prior_sd_decades: float = PRIOR_SD_DECADES
@@ -70,30 +72,64 @@ def _bounds(name: str) -> tuple[float, float]:
             math.log10(high / parameter.value))
 
 
+def _target_losses(comparison: pd.DataFrame) -> np.ndarray:
+    """Cauchy loss of each used target (0 for unused ones)."""
+    z = comparison["z"].to_numpy(float)
+    return np.where(comparison["used"].to_numpy(bool), np.log1p(np.nan_to_num(z, nan=0.0) ** 2), 0.0)
+
+
 def screen(objective: CalibrationObjective, factor: float,
-           progress: Callable[[str], None] | None = None) -> pd.DataFrame:
-    """One-at-a-time sensitivity of the data loss (no prior) to each of ``objective.names``: the loss change
-    when the parameter is multiplied and divided by ``factor``."""
+           progress: Callable[[str], None] | None = None) -> tuple[pd.DataFrame, np.ndarray]:
+    """One-at-a-time screening of ``objective.names``: each parameter multiplied and divided by ``factor``.
+
+    Returns a table (parameter, loss_up, loss_down: change of the data loss; sensitivity: the larger, over the
+    two moves, of the summed absolute change of the targets' losses, so a parameter that helps one target and
+    hurts another still counts) and the matrix of per-target loss changes (parameters x targets, the larger
+    move), used to make sure every badly missed target gets a parameter that moves it."""
     step = math.log10(factor)
     zero = np.zeros(len(objective.names))
 
-    def data_loss(decades: np.ndarray) -> float:
+    def losses(decades: np.ndarray) -> np.ndarray:
         objective.evaluations += 1
-        return objective.data_loss(objective.comparison(objective.parameters(decades)))
+        return _target_losses(objective.comparison(objective.parameters(decades)))
 
-    base_loss = data_loss(zero)
-    rows = []
+    base = losses(zero)
+    rows, effects = [], []
     for k, name in enumerate(objective.names):
-        changes = []
+        moves = []
         for sign in (1.0, -1.0):
             decades = zero.copy()
             decades[k] = sign * step
-            changes.append(data_loss(decades) - base_loss)
-        rows.append({"parameter": name, "loss_up": changes[0], "loss_down": changes[1],
-                     "sensitivity": max(abs(changes[0]), abs(changes[1]))})
+            moves.append(losses(decades) - base)
+        influence = [float(np.abs(move).sum()) for move in moves]
+        effects.append(moves[int(np.argmax(influence))])
+        rows.append({"parameter": name, "loss_up": float(moves[0].sum()), "loss_down": float(moves[1].sum()),
+                     "sensitivity": max(influence)})
         if progress is not None:
             progress(f"screened {name}: {rows[-1]['sensitivity']:.3g}")
-    return pd.DataFrame(rows).sort_values("sensitivity", ascending=False, kind="stable").reset_index(drop=True)
+    return pd.DataFrame(rows), np.array(effects)
+
+
+def select_parameters(screening: pd.DataFrame, effects: np.ndarray, base_losses: np.ndarray, min_sensitivity: float,
+                      max_parameters: int) -> list[str]:
+    """Parameters to fit: first, for each target missed by more than 2 SD (loss > ln 5) in decreasing order of
+    loss, the parameter that moves that target most (if sensitive at all); then the most sensitive others, up
+    to ``max_parameters``."""
+    sensitive = screening["sensitivity"].to_numpy(float) >= min_sensitivity
+    chosen: list[int] = []
+    for target in np.argsort(-base_losses, kind="stable"):
+        if base_losses[target] <= math.log(5.0) or len(chosen) >= max_parameters:
+            break
+        movers = np.where(sensitive, np.abs(effects[:, target]), 0.0)
+        best = int(np.argmax(movers))
+        if movers[best] > 0.0 and best not in chosen:
+            chosen.append(best)
+    for k in np.argsort(-screening["sensitivity"].to_numpy(float), kind="stable"):
+        if len(chosen) >= max_parameters or not sensitive[k]:
+            break
+        if k not in chosen:
+            chosen.append(int(k))
+    return [str(screening["parameter"].iloc[k]) for k in chosen]
 
 
 def _report_targets(before: pd.DataFrame, after: pd.DataFrame) -> list[dict[str, object]]:
@@ -120,9 +156,10 @@ def calibrate(settings: CalibrationSettings, progress: Callable[[str], None] | N
     if not names:
         screener = CalibrationObjective(protocols, calibratable, settings.n_patients, settings.seed,
                                         prior_sd_decades=settings.prior_sd_decades)
-        screening = screen(screener, settings.screen_factor, progress)
-        sensitive = screening[screening["sensitivity"] >= settings.min_sensitivity]
-        names = list(sensitive["parameter"].head(settings.max_parameters))
+        screening, effects = screen(screener, settings.screen_factor, progress)
+        base_losses = _target_losses(screener.comparison(screener.parameters(np.zeros(len(calibratable)))))
+        names = select_parameters(screening, effects, base_losses, settings.min_sensitivity,
+                                  settings.max_parameters)
     if not names:
         raise ValueError("no parameter is sensitive enough to fit")
     objective = CalibrationObjective(protocols, names, settings.n_patients, settings.seed,
@@ -171,7 +208,8 @@ def calibrate(settings: CalibrationSettings, progress: Callable[[str], None] | N
             "targets_with_interval": int(after["hit"].notna().sum()),
             "parameters": parameter_rows,
             "targets": _report_targets(before, after),
-            "screening": None if screening is None else screening.to_dict(orient="records"),
+            "screening": None if screening is None else screening.sort_values(
+                "sensitivity", ascending=False, kind="stable").to_dict(orient="records"),
             "not_identifiable": [] if screening is None else
             list(screening.loc[screening["sensitivity"] < settings.min_sensitivity, "parameter"]),
         },
