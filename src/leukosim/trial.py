@@ -30,8 +30,8 @@ from .population.streams import Stream, uniforms
 from .protocol.load import load_protocol, protocol_hash
 from .protocol.schema import Protocol
 
-__all__ = ["simulate_trial", "TrialResult", "assign_arms", "trajectory_days", "DEFAULT_CHUNK_SIZE",
-           "DEFAULT_TRAJECTORY_PATIENTS"]
+__all__ = ["simulate_trial", "simulate_chunk", "TrialResult", "run_manifest", "assign_arms", "trajectory_days",
+           "DEFAULT_CHUNK_SIZE", "DEFAULT_TRAJECTORY_PATIENTS"]
 
 DEFAULT_CHUNK_SIZE = 20_000
 DEFAULT_TRAJECTORY_PATIENTS = 200
@@ -64,27 +64,35 @@ class TrialResult:
 
     def manifest(self) -> dict[str, object]:
         """Provenance of the run: versions, seed, hashes, timings."""
-        import numba
-        import pyarrow
-        import pydantic
-        import scipy
+        return run_manifest(self.protocol, self.parameters, self.seed, self.n_patients, self.trajectory_patients,
+                            {"name": "in-memory"}, self.timings)
 
-        return {
-            "leukosim_version": __version__,
-            "protocol": self.protocol.name,
-            "protocol_hash": protocol_hash(self.protocol),
-            "parameter_set": self.parameters.name,
-            "parameter_set_hash": self.parameters.hash(),
-            "seed": self.seed,
-            "n_patients": self.n_patients,
-            "trajectory_patients": self.trajectory_patients,
-            "backend": "local",
-            "versions": {"numpy": np.__version__, "scipy": scipy.__version__, "numba": numba.__version__,
-                         "pandas": pd.__version__, "pyarrow": pyarrow.__version__,
-                         "pydantic": pydantic.__version__},
-            "timings_s": self.timings,
-            "notice": "Research use only. Not a medical device; not advice for any individual patient.",
-        }
+
+def run_manifest(protocol: Protocol, parameters: ParameterSet, seed: int, n_patients: int,
+                 trajectory_patients: int, backend: dict[str, object], timings: dict[str, float]
+                 ) -> dict[str, object]:
+    """Provenance of a run: versions, seed, hashes, the backend that computed it, timings (s)."""
+    import numba
+    import pyarrow
+    import pydantic
+    import scipy
+
+    return {
+        "leukosim_version": __version__,
+        "protocol": protocol.name,
+        "protocol_hash": protocol_hash(protocol),
+        "parameter_set": parameters.name,
+        "parameter_set_hash": parameters.hash(),
+        "seed": seed,
+        "n_patients": n_patients,
+        "trajectory_patients": min(trajectory_patients, n_patients),
+        "backend": backend,
+        "versions": {"numpy": np.__version__, "scipy": scipy.__version__, "numba": numba.__version__,
+                     "pandas": pd.__version__, "pyarrow": pyarrow.__version__,
+                     "pydantic": pydantic.__version__},
+        "timings_s": timings,
+        "notice": "Research use only. Not a medical device; not advice for any individual patient.",
+    }
 
 
 def assign_arms(protocol: Protocol, seed: int, patient_ids: np.ndarray) -> np.ndarray:
@@ -136,7 +144,8 @@ def simulate_chunk(protocol: Protocol, parameters: ParameterSet, seed: int, pati
     empty = pd.DataFrame(columns=["patient_id", "arm", "day", *RECORD_NAMES])
     return (pd.concat(patients, ignore_index=True).sort_values("patient_id", kind="stable"),
             pd.concat(events, ignore_index=True).sort_values(["patient_id", "day"], kind="stable"),
-            pd.concat(trajectories, ignore_index=True) if trajectories else empty)
+            pd.concat(trajectories, ignore_index=True).sort_values(["patient_id", "day"], kind="stable")
+            if trajectories else empty)
 
 
 def simulate_trial(protocol: Protocol | str | Path, n_patients: int, seed: int = 0,
@@ -162,7 +171,8 @@ def simulate_trial(protocol: Protocol | str | Path, n_patients: int, seed: int =
         chunk = simulate_chunk(protocol, parameters, seed, ids, trajectory_patients)
         patients.append(chunk[0])
         events.append(chunk[1])
-        trajectories.append(chunk[2])
+        if not chunk[2].empty or not trajectories:  # an empty frame would turn the columns' dtype to object
+            trajectories.append(chunk[2])
         if progress is not None:
             progress(ids.size)
     elapsed = time.perf_counter() - started

@@ -14,15 +14,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 from ..endpoints.summary import trial_statistics
 from ..protocol.load import parse_protocol
 from ..protocol.schema import Protocol
 from ..trial import TrialResult
+from .parquet import canonical_schema, to_arrow, write_canonical
 
-__all__ = ["write_run", "read_run", "read_patients", "write_summary", "RunDirectory", "MANIFEST", "PATIENTS",
+__all__ = ["write_run", "read_run", "read_patients", "write_summary", "write_protocol", "write_manifest",
+           "file_metadata", "RunDirectory", "MANIFEST", "PATIENTS",
            "EVENTS", "TRAJECTORIES", "SUMMARY", "PROTOCOL"]
 
 MANIFEST = "manifest.json"
@@ -34,12 +34,9 @@ PROTOCOL = "protocol.json"
 
 
 def _write_parquet(frame: pd.DataFrame, path: Path, metadata: dict[str, str]) -> None:
-    table = pa.Table.from_pandas(frame, preserve_index=False)
-    table = table.replace_schema_metadata({**(table.schema.metadata or {}),
-                                           **{k.encode(): v.encode() for k, v in metadata.items()}})
-    partial = path.with_suffix(path.suffix + ".partial")
-    pq.write_table(table, partial, compression="zstd")
-    os.replace(partial, path)
+    """One in-memory table as a canonical Parquet file (the same bytes as the chunk-by-chunk path)."""
+    table = to_arrow(frame)
+    write_canonical([table], canonical_schema([table.schema]), path, metadata)
 
 
 def _write_text(path: Path, text: str) -> None:
@@ -82,23 +79,42 @@ def write_summary(run_dir: str | Path, protocol: Protocol, patients: pd.DataFram
     return path
 
 
+def file_metadata(manifest: dict[str, object]) -> dict[str, str]:
+    """Provenance stored in each Parquet file of a run: protocol and parameter-set hashes, seed."""
+    return {"leukosim.protocol_hash": str(manifest["protocol_hash"]),
+            "leukosim.parameter_set_hash": str(manifest["parameter_set_hash"]),
+            "leukosim.seed": str(manifest["seed"])}
+
+
 def write_run(result: TrialResult, out_dir: str | Path) -> Path:
     """Write the run directory and return its path."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / MANIFEST).unlink(missing_ok=True)
     manifest = result.manifest()
-    provenance = {"leukosim.protocol_hash": str(manifest["protocol_hash"]),
-                  "leukosim.parameter_set_hash": str(manifest["parameter_set_hash"]),
-                  "leukosim.seed": str(result.seed)}
-    _write_text(out / PROTOCOL, json.dumps(result.protocol.model_dump(mode="json", by_alias=True), indent=1) + "\n")
+    provenance = file_metadata(manifest)
+    write_protocol(out, result.protocol)
     patients = result.patients.sort_values("patient_id", kind="stable").reset_index(drop=True)
     _write_parquet(patients, out / PATIENTS, provenance)
     _write_parquet(result.events, out / EVENTS, provenance)
     _write_parquet(result.trajectories, out / TRAJECTORIES, provenance)
     write_summary(out, result.protocol, patients)
-    _write_text(out / MANIFEST, json.dumps(manifest, indent=2, sort_keys=True, default=str) + "\n")
+    write_manifest(out, manifest)
     return out
+
+
+def write_protocol(run_dir: str | Path, protocol: Protocol) -> Path:
+    """Write ``protocol.json`` (the validated protocol as run) and return its path."""
+    path = Path(run_dir) / PROTOCOL
+    _write_text(path, json.dumps(protocol.model_dump(mode="json", by_alias=True), indent=1) + "\n")
+    return path
+
+
+def write_manifest(run_dir: str | Path, manifest: dict[str, object]) -> Path:
+    """Write ``manifest.json``, the file that marks a run directory complete: call it last."""
+    path = Path(run_dir) / MANIFEST
+    _write_text(path, json.dumps(manifest, indent=2, sort_keys=True, default=str) + "\n")
+    return path
 
 
 @dataclass(frozen=True)
