@@ -24,14 +24,14 @@ from .endpoints.summary import arm_summary, trial_statistics
 from .engine.integrator import RECORD_NAMES, integrate_batch
 from .engine.simulate import ArmCourse, simulate_arm
 from .model.registry import ParameterSet, default_parameters
-from .population.covariates import draw_covariates
+from .population.covariates import Covariates, draw_covariates
 from .population.individual import individual_parameters
 from .population.streams import Stream, uniforms
 from .protocol.load import load_protocol, protocol_hash
 from .protocol.schema import Protocol
 
-__all__ = ["simulate_trial", "simulate_chunk", "TrialResult", "run_manifest", "assign_arms", "trajectory_days",
-           "DEFAULT_CHUNK_SIZE", "DEFAULT_TRAJECTORY_PATIENTS"]
+__all__ = ["simulate_trial", "simulate_chunk", "simulate_patients", "TrialResult", "run_manifest", "assign_arms",
+           "trajectory_days", "DEFAULT_CHUNK_SIZE", "DEFAULT_TRAJECTORY_PATIENTS"]
 
 DEFAULT_CHUNK_SIZE = 20_000
 DEFAULT_TRAJECTORY_PATIENTS = 200
@@ -127,7 +127,18 @@ def simulate_chunk(protocol: Protocol, parameters: ParameterSet, seed: int, pati
     ``trajectory_patients``)."""
     covariates = draw_covariates(protocol.population, seed, patient_ids)
     p = individual_parameters(parameters, covariates, seed)
-    arms = assign_arms(protocol, seed, patient_ids)
+    return simulate_patients(protocol, parameters, seed, covariates, p, assign_arms(protocol, seed, patient_ids),
+                             trajectory_patients)
+
+
+def simulate_patients(protocol: Protocol, parameters: ParameterSet, seed: int, covariates: Covariates,
+                      p: np.ndarray, arms: np.ndarray, trajectory_patients: int = 0
+                      ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Patients, events and trajectories of given patients: ``covariates``, individual parameters ``p``
+    (patients x ``layout.N_PATIENT``, e.g. from :func:`leukosim.population.individual.parameters_from_etas`)
+    and arm indices ``arms``; trajectories for patient ids below ``trajectory_patients``. Every other random
+    draw is keyed by (``seed``, patient id), as in a trial."""
+    patient_ids = covariates.patient_id
     grid = trajectory_days(protocol)
     patients, events, trajectories = [], [], []
     for a, arm in enumerate(protocol.arms):

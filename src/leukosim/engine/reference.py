@@ -18,14 +18,14 @@ from ..model.layout import (
 )
 from ..model.registry import INDEX, ParameterSet, default_parameters
 from ..model.rhs import derivatives
-from ..population.covariates import draw_covariates
+from ..population.covariates import Covariates, draw_covariates
 from ..population.individual import individual_parameters
 from ..protocol.schedule import compile_phase
 from ..protocol.schema import Arm, Protocol
 from .initial import initial_state
 from .integrator import MAX_RESAMPLES, _apply_bolus, _reanchor_blinatumomab
 
-__all__ = ["DeterministicCourse", "deterministic_course", "responder_path", "solve_patient",
+__all__ = ["DeterministicCourse", "course_of", "deterministic_course", "responder_path", "solve_patient",
            "switch_off_stochastic_layers"]
 
 #: Responses a complete responder (CR, MRD negative at every assessment) satisfies in a decision condition.
@@ -101,28 +101,37 @@ def deterministic_course(protocol: Protocol, patient_ids: Sequence[int] | NDArra
         raise ValueError(f"protocol {protocol.name!r} has no arm {arm!r} (arms: {', '.join(arms)})")
     ids = np.asarray(patient_ids, dtype=np.int64)
     covariates = draw_covariates(protocol.population, seed, ids)
+    p = individual_parameters(parameters, covariates, seed)
+    return course_of(protocol, chosen, covariates, p, seed, parameters, phases)
+
+
+def course_of(protocol: Protocol, arm: Arm, covariates: Covariates, p: NDArray[np.float64], seed: int,
+              parameters: ParameterSet, phases: Sequence[str] | None = None) -> DeterministicCourse:
+    """The deterministic course of patients with given ``covariates`` and individual parameters ``p`` on
+    ``phases`` of ``arm`` back to back (default: its ``responder_path``); see :func:`deterministic_course`."""
+    ids = covariates.patient_id
+    p = np.array(p, dtype=np.float64)  # switched off below: the caller's array is not touched
     if phases is None:
-        paths = {responder_path(chosen, bool(prior)) for prior in covariates.prior_hsct}
+        paths = {responder_path(arm, bool(prior)) for prior in covariates.prior_hsct}
         if len(paths) != 1:
             raise ValueError("these patients follow different default phase paths; name the phases")
         phases = paths.pop()
-    by_name = {phase.name: phase for phase in chosen.phases}
+    by_name = {phase.name: phase for phase in arm.phases}
     unknown = [name for name in phases if name not in by_name]
     if unknown or not phases:
-        raise ValueError(f"arm {chosen.name!r} has no phase {', '.join(map(repr, unknown)) or '(none given)'} "
+        raise ValueError(f"arm {arm.name!r} has no phase {', '.join(map(repr, unknown)) or '(none given)'} "
                          f"(phases: {', '.join(by_name)})")
-    p = individual_parameters(parameters, covariates, seed)
     y0, c0 = initial_state(p, covariates, seed)
     switch_off_stochastic_layers(p, c0)
     times, drive, bolus = [], [], []
     offset = 0.0
     for name in phases:
-        schedule = compile_phase(by_name[name], chosen.phases, covariates, parameters)
+        schedule = compile_phase(by_name[name], arm.phases, covariates, parameters)
         times.append(schedule.times + offset)
         drive.append(schedule.drive)
         bolus.append(schedule.bolus)
         offset += by_name[name].days
-    return DeterministicCourse(protocol.name, chosen.name, tuple(phases), seed, ids, y0, p, c0,
+    return DeterministicCourse(protocol.name, arm.name, tuple(phases), seed, ids, y0, p, c0,
                                np.concatenate(times), np.concatenate(drive, axis=1),
                                np.concatenate(bolus, axis=1), offset)
 

@@ -12,7 +12,7 @@ from ..model.registry import INDEX, PARAMETERS, ParameterSet
 from .covariates import Covariates
 from .streams import Stream, standard_normals
 
-__all__ = ["individual_parameters", "lean_body_mass_kg"]
+__all__ = ["IIV_OMEGA", "individual_parameters", "lean_body_mass_kg", "parameters_from_etas", "random_effects"]
 
 #: Stream offsets inside the "parameters" block: registry parameters use their registry index;
 #: patient-level susceptibilities use the slots after the registry.
@@ -20,6 +20,8 @@ _CRS_STREAM = N_REGISTRY
 _ICANS_STREAM = N_REGISTRY + 1
 #: PB blasts relative to marrow blast fraction x WBC (assumption [U]) for the inotuzumab kdes covariate.
 _PB_BLAST_SHARE = 0.5
+#: SD of each registry parameter's log-normal random effect eta (omega = sqrt(ln(1 + cv^2)); 0: no variability).
+IIV_OMEGA: NDArray[np.float64] = np.array([np.sqrt(np.log1p(p.iiv_cv**2)) for p in PARAMETERS])
 
 
 def lean_body_mass_kg(weight_kg: NDArray[np.float64], height_cm: NDArray[np.float64],
@@ -29,20 +31,39 @@ def lean_body_mass_kg(weight_kg: NDArray[np.float64], height_cm: NDArray[np.floa
     return np.where(male, 9270.0 * weight_kg / (6680.0 + 216.0 * bmi), 9270.0 * weight_kg / (8780.0 + 244.0 * bmi))
 
 
+def random_effects(covariates: Covariates, seed: int) -> NDArray[np.float64]:
+    """The random effects of run ``seed`` (patients x registry parameters, log scale): eta ~ N(0, omega^2) for
+    each parameter with ``iiv_cv`` > 0 (:data:`IIV_OMEGA`), drawn on its own stream; 0 elsewhere."""
+    ids = covariates.patient_id
+    base = Stream.block("parameters")
+    etas = np.zeros((ids.size, N_REGISTRY))
+    for index in np.flatnonzero(IIV_OMEGA > 0.0):
+        etas[:, index] = IIV_OMEGA[index] * standard_normals(seed, ids, base + index)
+    return etas
+
+
 def individual_parameters(parameters: ParameterSet, covariates: Covariates, seed: int) -> NDArray[np.float64]:
-    """Per-patient parameter matrix (patients x ``layout.N_PATIENT``): log-normal variability around each
-    registry value with ``iiv_cv`` > 0, then the derived quantities named in ``layout.DERIVED_NAMES``."""
+    """Per-patient parameter matrix (patients x ``layout.N_PATIENT``) of run ``seed``: random effects from
+    :func:`random_effects`, applied by :func:`parameters_from_etas`."""
+    return parameters_from_etas(parameters, covariates, random_effects(covariates, seed), seed)
+
+
+def parameters_from_etas(parameters: ParameterSet, covariates: Covariates, etas: NDArray[np.float64],
+                         seed: int) -> NDArray[np.float64]:
+    """Per-patient parameter matrix (patients x ``layout.N_PATIENT``) for given random effects ``etas``
+    (patients x registry parameters, log scale): value = typical x exp(eta) for each registry parameter with
+    ``iiv_cv`` > 0 (other columns of ``etas`` are ignored), then the derived quantities named in
+    ``layout.DERIVED_NAMES``. CRS/ICANS susceptibilities are drawn for (``seed``, patient id)."""
     ids = covariates.patient_id
     n = ids.size
     base = Stream.block("parameters")
+    etas = np.asarray(etas, dtype=np.float64)
+    if etas.shape != (n, N_REGISTRY):
+        raise ValueError(f"etas must be patients x registry parameters ({n} x {N_REGISTRY}), got {etas.shape}")
     out = np.empty((n, N_PATIENT))
     typical = parameters.array()
-    for index, parameter in enumerate(PARAMETERS):
-        if parameter.iiv_cv > 0.0:
-            omega = np.sqrt(np.log1p(parameter.iiv_cv**2))
-            out[:, index] = typical[index] * np.exp(omega * standard_normals(seed, ids, base + index))
-        else:
-            out[:, index] = typical[index]
+    for index in range(N_REGISTRY):
+        out[:, index] = typical[index] * np.exp(etas[:, index]) if IIV_OMEGA[index] > 0.0 else typical[index]
 
     def value(name: str) -> NDArray[np.float64]:
         return out[:, INDEX[name]]
