@@ -281,3 +281,13 @@ def test_every_bundled_target_evaluates(name: str) -> None:
     assert table.loc[missing, "na_reason"].notna().all(), table.loc[missing, ["target", "na_reason"]]
     assert table.loc[~missing, "na_reason"].isna().all()
     assert table["calibrate"].dtype == bool
+
+
+def test_every_assessment_has_its_columns_even_if_nobody_reached_it() -> None:
+    protocol = leukosim.load_protocol("aall1331")
+    result = leukosim.simulate_trial(protocol, 3, seed=1, trajectory_patients=0)
+    for arm in {a for a in result.patients["arm"]}:
+        for name in next(a for a in protocol.arms if a.name == arm).assessment_names():
+            column = name.replace("-", "_").lower()
+            assert {f"mrd_{column}", f"response_{column}", f"blasts_percent_{column}"} <= set(result.patients)
+    assert len(compare_targets(protocol, result.patients)) == len(protocol.targets)  # no KeyError

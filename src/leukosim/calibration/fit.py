@@ -73,9 +73,9 @@ def _bounds(name: str) -> tuple[float, float]:
 
 
 def _target_losses(comparison: pd.DataFrame) -> np.ndarray:
-    """Cauchy loss of each used target (0 for unused ones)."""
+    """Loss z²/2 of each used target (0 for unused ones)."""
     z = comparison["z"].to_numpy(float)
-    return np.where(comparison["used"].to_numpy(bool), np.log1p(np.nan_to_num(z, nan=0.0) ** 2), 0.0)
+    return np.where(comparison["used"].to_numpy(bool), 0.5 * np.nan_to_num(z, nan=0.0) ** 2, 0.0)
 
 
 def screen(objective: CalibrationObjective, factor: float,
@@ -112,13 +112,13 @@ def screen(objective: CalibrationObjective, factor: float,
 
 def select_parameters(screening: pd.DataFrame, effects: np.ndarray, base_losses: np.ndarray, min_sensitivity: float,
                       max_parameters: int) -> list[str]:
-    """Parameters to fit: first, for each target missed by more than 2 SD (loss > ln 5) in decreasing order of
+    """Parameters to fit: first, for each target missed by more than 2 SD (loss > 2) in decreasing order of
     loss, the parameter that moves that target most (if sensitive at all); then the most sensitive others, up
     to ``max_parameters``."""
     sensitive = screening["sensitivity"].to_numpy(float) >= min_sensitivity
     chosen: list[int] = []
     for target in np.argsort(-base_losses, kind="stable"):
-        if base_losses[target] <= math.log(5.0) or len(chosen) >= max_parameters:
+        if base_losses[target] <= 2.0 or len(chosen) >= max_parameters:
             break
         movers = np.where(sensitive, np.abs(effects[:, target]), 0.0)
         best = int(np.argmax(movers))

@@ -152,8 +152,15 @@ def patient_table(protocol: Protocol, course: ArmCourse) -> pd.DataFrame:
         "death_cause": death_cause,
         "solver_steps": c[:, C_STEPS].astype(np.int64),
     }
-    for name, result in course.assessments.items():
+    arm = next(arm for arm in protocol.arms if arm.name == course.arm)
+    for name in arm.assessment_names():  # every assessment of the arm, reached or not: a stable schema
         column = _column_name(name)
+        result = course.assessments.get(name)
+        if result is None:
+            table[mrd_column(name)] = np.full(n, np.nan)
+            table[f"blasts_percent_{column}"] = np.full(n, np.nan)
+            table[response_column(name)] = np.full(n, None, dtype=object)
+            continue
         table[mrd_column(name)] = result.mrd
         table[f"blasts_percent_{column}"] = result.blasts_percent
         table[response_column(name)] = np.where(result.response >= 0,
