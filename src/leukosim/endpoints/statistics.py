@@ -31,6 +31,7 @@ __all__ = [
     "car_kinetics",
     "DAYS_PER_MONTH",
     "RELAPSE_PHENOTYPE_CODES",
+    "analysed",
 ]
 
 DAYS_PER_MONTH = 365.25 / 12
@@ -75,9 +76,10 @@ def wilson_interval(successes: float | Sequence[float] | np.ndarray, n: float | 
     return low, high
 
 
-def _ok(patients: pd.DataFrame) -> pd.DataFrame:
-    """The patients whose simulation succeeded."""
-    return patients[patients["status"] == "ok"]
+def analysed(patients: pd.DataFrame) -> pd.DataFrame:
+    """The patients whose simulation succeeded (``patients`` itself when all did: no copy of a million rows)."""
+    succeeded = (patients["status"] == "ok").to_numpy(bool)
+    return patients if succeeded.all() else patients[succeeded]
 
 
 def _proportion_row(successes: int, n: int, **keys: object) -> dict[str, object]:
@@ -95,7 +97,7 @@ def response_rates(patients: pd.DataFrame, protocol: object) -> pd.DataFrame:
     ``mrd_<assessment>``). Columns: arm, endpoint, assessment, threshold, n, successes, rate, ci_low, ci_high.
     Only patients with ``status == "ok"`` are analysed; ``rate`` is NaN only where ``n == 0``.
     """
-    ok = _ok(patients)
+    ok = analysed(patients)
     rows: list[dict[str, object]] = []
     for arm in protocol.arms:  # type: ignore[attr-defined]
         group = ok[ok["arm"] == arm.name]
@@ -120,7 +122,7 @@ def response_rates(patients: pd.DataFrame, protocol: object) -> pd.DataFrame:
 def _survival_data(patients: pd.DataFrame, endpoint: str) -> pd.DataFrame:
     if endpoint not in ENDPOINTS:
         raise ValueError(f"endpoint must be one of {ENDPOINTS}, got {endpoint!r}")
-    ok = _ok(patients)
+    ok = analysed(patients)
     data = pd.DataFrame({
         "arm": ok["arm"].astype(str).to_numpy(),
         "duration": ok[f"{endpoint}_days"].astype("Float64").to_numpy(float, na_value=np.nan),
@@ -250,7 +252,7 @@ def hazard_ratio(patients: pd.DataFrame, endpoint: str, reference_arm: str, leve
 def _competing_risks_data(patients: pd.DataFrame) -> pd.DataFrame:
     """Time and event code per analysed patient: relapse (its phenotype code) at ``relapse_day``, otherwise death
     without relapse (DEATH_WITHOUT_RELAPSE) or censoring (0) at ``os_days``."""
-    ok = _ok(patients)
+    ok = analysed(patients)
     relapsed = ok["relapse"].astype("boolean").fillna(False).to_numpy(bool)
     died = ok["os_event"].astype("boolean").fillna(False).to_numpy(bool)
     phenotype = ok["relapse_phenotype"].astype("string").fillna("").to_numpy(object)
@@ -319,9 +321,9 @@ def toxicity_table(patients: pd.DataFrame) -> pd.DataFrame:
     Columns: arm, endpoint, grade, n, successes, rate, ci_low, ci_high.
     Only patients with ``status == "ok"`` are analysed.
     """
-    ok = _ok(patients)
+    ok = analysed(patients)
     rows: list[dict[str, object]] = []
-    for arm, group in ok.groupby("arm", sort=False):
+    for arm, group in ok.groupby("arm", sort=False, observed=True):
         for endpoint in ("crs", "icans"):
             grades = group[f"{endpoint}_max_grade"].astype("Int64").dropna().to_numpy(int)
             for grade in range(MAX_GRADE + 1):
@@ -372,7 +374,7 @@ def car_kinetics(patients: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
     n_nonresponders, gmr_responder_vs_nonresponder, gmr_ci_low, gmr_ci_high.
     Only patients with ``status == "ok"`` are analysed.
     """
-    ok = _ok(patients)
+    ok = analysed(patients)
     if "car_infused" in ok:
         infused = ok[ok["car_infused"].astype("boolean").fillna(False).to_numpy(bool)]
     else:
@@ -380,7 +382,7 @@ def car_kinetics(patients: pd.DataFrame, level: float = 0.95) -> pd.DataFrame:
     columns = ["arm", "parameter", "n", "geometric_mean", "geometric_cv", "median", "n_responders",
                "n_nonresponders", "gmr_responder_vs_nonresponder", "gmr_ci_low", "gmr_ci_high"]
     rows: list[dict[str, object]] = []
-    for arm, group in infused.groupby("arm", sort=False):
+    for arm, group in infused.groupby("arm", sort=False, observed=True):
         responder = group["best_response"].isin(RESPONDER).to_numpy(bool)
         for parameter, column in (("cmax", "car_cmax_copies_per_ug"), ("auc0_28", "car_auc0_28"),
                                   ("tmax", "car_tmax_days")):
@@ -411,7 +413,7 @@ def baseline_table(patients: pd.DataFrame) -> pd.DataFrame:
     Columns: arm, characteristic, n, median, q1, q3, count, percent.
     """
     rows: list[dict[str, object]] = []
-    for arm, group in patients.groupby("arm", sort=False):
+    for arm, group in patients.groupby("arm", sort=False, observed=True):
         n = len(group)
         for column, label in _BASELINE_CONTINUOUS:
             values = group[column].to_numpy(float)

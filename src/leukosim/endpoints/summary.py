@@ -3,21 +3,46 @@ statistics table of a run (:func:`trial_statistics`), both built from :mod:`leuk
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import pandas as pd
 
 from ..protocol.schema import Protocol
 from .outcomes import RELAPSE_PHENOTYPES
 from .statistics import (
-    DAYS_PER_MONTH, baseline_table, car_kinetics, cumulative_incidence_of_relapse, hazard_ratio, response_rates,
-    survival_table, toxicity_table,
+    DAYS_PER_MONTH, analysed, baseline_table, car_kinetics, cumulative_incidence_of_relapse, hazard_ratio,
+    response_rates, survival_table, toxicity_table,
 )
 from .targets import compare_targets
 
-__all__ = ["arm_summary", "trial_statistics", "LANDMARK_MONTHS"]
+__all__ = ["arm_summary", "trial_statistics", "statistics_columns", "LANDMARK_MONTHS", "STATISTICS_COLUMNS",
+           "ASSESSMENT_COLUMN_PREFIXES"]
 
 LANDMARK_MONTHS = (6, 12, 24, 36, 60)
 
+#: The patient-table columns :func:`trial_statistics` (and the report's figures) read, besides the per-assessment
+#: columns (:data:`ASSESSMENT_COLUMN_PREFIXES`): a run's summary reads only these from ``patients.parquet``
+#: (:func:`leukosim.io.rundir.read_statistics_patients`), and :func:`trial_statistics` drops every other column
+#: first, so a column missing here fails every statistics test instead of going unnoticed.
+STATISTICS_COLUMNS = (
+    "patient_id", "arm", "status",
+    # baseline (Table 1)
+    "age_years", "sex", "height_cm", "weight_kg", "bsa_m2", "marrow_blasts_percent", "wbc_per_uL", "prior_hsct",
+    # response, toxicity, transplant, kinetics and exposure
+    "best_response", "crs_max_grade", "crs_onset_day", "icans_max_grade", "sos_vod", "hsct", "car_infused",
+    "car_cmax_copies_per_ug", "car_tmax_days", "car_auc0_28", "blinatumomab_css_max_ng_per_mL",
+    "inotuzumab_cmax_ng_per_mL",
+    # relapse and survival
+    "relapse", "relapse_day", "relapse_phenotype", "efs_days", "efs_event", "efs_event_type", "os_days", "os_event",
+)
+#: MRD and response at each assessment (``outcomes.mrd_column`` / ``outcomes.response_column``).
+ASSESSMENT_COLUMN_PREFIXES = ("mrd_", "response_")
+
+
+def statistics_columns(names: Sequence[str]) -> list[str]:
+    """The columns among ``names`` (a patient table's, in its order) that the statistics read."""
+    return [name for name in names if name in STATISTICS_COLUMNS or name.startswith(ASSESSMENT_COLUMN_PREFIXES)]
 
 
 def arm_summary(protocol: Protocol, patients: pd.DataFrame) -> pd.DataFrame:
@@ -25,7 +50,7 @@ def arm_summary(protocol: Protocol, patients: pd.DataFrame) -> pd.DataFrame:
     relapse phenotype of each arm, among patients whose simulation succeeded (``status == 'ok'``)."""
     landmarks = [m for m in LANDMARK_MONTHS if m * DAYS_PER_MONTH <= protocol.follow_up_days + 1.0]
     rows: list[dict[str, object]] = []
-    ok = patients[patients["status"] == "ok"]
+    ok = analysed(patients)
     rates = response_rates(patients, protocol) if len(ok) else None
     survival = {endpoint: survival_table(patients, endpoint, landmarks) for endpoint in ("efs", "os") if len(ok)}
     for arm in protocol.arms:
@@ -70,18 +95,24 @@ def trial_statistics(protocol: Protocol, patients: pd.DataFrame) -> dict[str, pd
     ``efs`` and ``os`` (Kaplan-Meier landmarks at 6, 12, 24, 36 and 60 months within follow-up, median, RMST),
     ``hazard_ratio_efs`` / ``hazard_ratio_os`` (arms against ``endpoints.reference_arm``, default the last arm;
     only with two or more analysed arms), ``relapse_incidence`` (Aalen-Johansen by phenotype at the landmarks),
-    ``toxicity``, ``car_kinetics`` and ``targets`` (simulated vs published)."""
+    ``toxicity``, ``car_kinetics`` and ``targets`` (simulated vs published).
+
+    Only the :func:`statistics_columns` of ``patients`` are read; text columns may be categoricals (as
+    :func:`leukosim.io.rundir.read_statistics_patients` returns them): the tables are the same."""
+    columns = statistics_columns(list(patients.columns))
+    if columns != list(patients.columns):
+        patients = patients[columns]
     landmarks = [m for m in LANDMARK_MONTHS if m * DAYS_PER_MONTH <= protocol.follow_up_days + 1.0]
     tables = {"main": arm_summary(protocol, patients), "baseline": baseline_table(patients)}
-    ok = patients[patients["status"] == "ok"]
+    ok = analysed(patients)
     if ok.empty:
         return tables
     tables["response"] = response_rates(patients, protocol)
     for endpoint in ("efs", "os"):
         tables[endpoint] = survival_table(patients, endpoint, landmarks)
-    analysed = list(dict.fromkeys(ok["arm"]))
+    analysed_arms = list(dict.fromkeys(ok["arm"]))
     reference = protocol.endpoints.reference_arm or protocol.arms[-1].name
-    if len(analysed) >= 2 and reference in analysed:
+    if len(analysed_arms) >= 2 and reference in analysed_arms:
         for endpoint in ("efs", "os"):
             tables[f"hazard_ratio_{endpoint}"] = hazard_ratio(patients, endpoint, reference)
     tables["relapse_incidence"] = cumulative_incidence_of_relapse(patients, [m * DAYS_PER_MONTH for m in landmarks])

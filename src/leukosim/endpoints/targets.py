@@ -26,7 +26,7 @@ from scipy.stats import t as student_t
 from ..model.disease import CD19_POSITIVE
 from ..protocol.schema import QUANTITY_ENDPOINTS, Condition, Group, Protocol, Target
 from .outcomes import RELAPSE_PHENOTYPES, mrd_column, response_column
-from .statistics import RESPONDER, wilson_interval
+from .statistics import RESPONDER, analysed, wilson_interval
 
 __all__ = ["compare_targets", "evaluate_target", "group_members", "target_label", "TARGET_COLUMNS"]
 
@@ -121,7 +121,7 @@ def evaluate_target(target: Target, protocol: Protocol, patients: pd.DataFrame
     """Simulated value of ``target``, its Monte Carlo 95% CI and the number of patients it rests on.
 
     ``patients`` is a run's patient table; only patients of the target's arm with ``status == "ok"`` count."""
-    rows = patients[patients["status"] == "ok"]
+    rows = analysed(patients)
     if target.arm is not None:
         rows = rows[rows["arm"] == target.arm]
     if target.among is not None:

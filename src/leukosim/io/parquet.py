@@ -86,10 +86,12 @@ def write_canonical(pieces: Iterable[pa.Table], schema: pa.Schema, path: Path,
     return path
 
 
-def read_frame(path: Path, columns: Sequence[str] | None = None) -> pd.DataFrame:
+def read_frame(path: Path, columns: Sequence[str] | None = None, categorical: bool = False) -> pd.DataFrame:
     """The table at ``path`` as ``pd.read_parquet`` returns it, read one column at a time, strings read
     dictionary-encoded (one Python object per distinct value, not per row): a fraction of the peak memory for a
-    million patients."""
+    million patients. Only ``columns`` (default all, in the file's order otherwise in the order given);
+    ``categorical=True`` keeps text columns as pandas categoricals (one byte per row for a few distinct values)
+    instead of converting them to the file's string dtypes."""
     schema = pq.read_schema(path)
     dtypes = schema.empty_table().to_pandas().dtypes
     data = {}
@@ -98,8 +100,9 @@ def read_frame(path: Path, columns: Sequence[str] | None = None) -> pd.DataFrame
         strings = pa.types.is_string(field.type) or pa.types.is_large_string(field.type)
         column = pq.read_table(path, columns=[name], read_dictionary=[name] if strings else None).column(0)
         extension = isinstance(dtypes[name], pd.api.extensions.ExtensionDtype)
-        data[name] = column.to_pandas(types_mapper=_EXTENSION_DTYPES.get if extension and not strings else None
-                                      ).astype(dtypes[name])
+        values = column.to_pandas(types_mapper=_EXTENSION_DTYPES.get if extension and not strings else None)
+        data[name] = values if strings and categorical else values.astype(dtypes[name])
+        del values
         del column
         pa.default_memory_pool().release_unused()  # Arrow's allocator keeps freed pages otherwise
     return pd.DataFrame(data)

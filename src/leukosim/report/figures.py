@@ -21,8 +21,9 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 __all__ = ["kaplan_meier_figure", "mrd_figure", "car_kinetics_figure", "drug_concentration_figure",
-           "swimmer_figure", "toxicity_figure", "targets_forest_figure"]
+           "swimmer_figure", "swimmer_patients", "toxicity_figure", "targets_forest_figure", "SWIMMER_SAMPLE"]
 
+SWIMMER_SAMPLE = 30  # patients in the swimmer plot
 PHENOTYPE_COLOURS = dict(zip(RELAPSE_PHENOTYPES, ("#d62728", "#9467bd", "#ff7f0e", "#8c564b")))
 _BAND = (10, 90)  # percentile band of trajectory plots
 _MRD_FLOOR = 1e-7  # plotting floor of MRD (fraction of marrow cells) on the log axis
@@ -47,7 +48,7 @@ def kaplan_meier_figure(patients: pd.DataFrame, endpoint: str, title: str) -> Fi
     ax = axes[0, 0]
     ok = patients[patients["status"] == "ok"]
     fitters = []
-    for arm, group in ok.groupby("arm", sort=False):
+    for arm, group in ok.groupby("arm", sort=False, observed=True):
         months = group[f"{endpoint}_days"].astype("Float64").to_numpy(float) / DAYS_PER_MONTH
         events = group[f"{endpoint}_event"].astype("boolean").fillna(False).to_numpy(bool)
         kmf = KaplanMeierFitter(label=str(arm)).fit(months, events)
@@ -178,16 +179,24 @@ def drug_concentration_figure(trajectories: pd.DataFrame) -> Figure | None:
     return figure
 
 
-def swimmer_figure(protocol: Protocol, patients: pd.DataFrame, events: pd.DataFrame, sample: int = 30
-                   ) -> Figure | None:
+def swimmer_patients(patients: pd.DataFrame, sample: int = SWIMMER_SAMPLE) -> pd.DataFrame:
+    """The rows of the patients the swimmer plot shows: the lowest ``sample`` patient ids, split evenly between
+    arms (the report reads only their events)."""
+    per_arm = max(1, sample // max(1, patients["arm"].nunique()))
+    order = np.argsort(patients["patient_id"].to_numpy(), kind="stable")  # sorts ids, not a copy of the table
+    keys = patients[["arm"]].iloc[order]
+    return patients.loc[keys.groupby("arm", sort=False, observed=True).head(per_arm).index]
+
+
+def swimmer_figure(protocol: Protocol, patients: pd.DataFrame, events: pd.DataFrame,
+                   sample: int = SWIMMER_SAMPLE) -> Figure | None:
     """One lane per patient (the lowest ``sample`` patient ids, split evenly between arms): therapy phases as
     coloured bars, then follow-up in grey; response at assessments, transplant, relapse (coloured by phenotype) and
     death marked. Days since enrollment."""
     import matplotlib.lines as mlines
     import matplotlib.patches as mpatches
 
-    per_arm = max(1, sample // max(1, patients["arm"].nunique()))
-    chosen = patients.sort_values("patient_id").groupby("arm", sort=False).head(per_arm)
+    chosen = swimmer_patients(patients, sample)
     if chosen.empty:
         return None
     chosen_ids = chosen["patient_id"].to_numpy()
@@ -202,7 +211,7 @@ def swimmer_figure(protocol: Protocol, patients: pd.DataFrame, events: pd.DataFr
     length = {(arm.name, phase.name): float(phase.days) for arm in protocol.arms for phase in arm.phases}
     figure, axes = _figure(10.0, 0.28 * len(lanes) + 1.8)
     ax = axes[0, 0]
-    ends = {pid: float(d) for pid, d in zip(patients["patient_id"], patients["os_days"].astype("Float64")
+    ends = {pid: float(d) for pid, d in zip(chosen["patient_id"], chosen["os_days"].astype("Float64")
                                              .to_numpy(float, na_value=np.nan))}
     last_day = rows.groupby("patient_id")["day"].max()
     for pid, lane in lanes.items():

@@ -187,9 +187,17 @@ def render_report(run: RunDirectory) -> str:
                  f"parameter set {run.manifest.get('parameter_set')}.", sections)
 
 
+def _event_patients(patients: pd.DataFrame, trajectories: pd.DataFrame) -> np.ndarray:
+    """The patients whose events the report uses: the swimmer plot's and the recorded ones (CAR-T infusion day)."""
+    return np.union1d(figures.swimmer_patients(patients)["patient_id"].to_numpy(),
+                      trajectories["patient_id"].unique())
+
+
 def write_report(run_dir: str | Path) -> Path:
-    """Write ``report.html`` into a completed run directory and return its path."""
-    run = read_run(run_dir)
+    """Write ``report.html`` into a completed run directory and return its path. Reads only what the report
+    shows: the statistics columns of the patient table and the events of the swimmer plot's and the recorded
+    patients (the same page as :func:`render_report` of the whole :func:`~leukosim.io.rundir.read_run`)."""
+    run = read_run(run_dir, statistics_only=True, event_patients=_event_patients)
     path = run.path / REPORT
     partial = path.with_suffix(".html.partial")
     partial.write_text(render_report(run), encoding="utf-8")

@@ -1,0 +1,265 @@
+"""The engine at the limit: against SciPy and libRoadRunner, scaling from 1 to 2 threads, and the flop bound.
+
+    python benchmarks/limits.py [--protocol eliana] [--patients 2000] [--scipy-patients 10]
+                                [--roadrunner-patients 10] [--replay-patients 4] [--repeats 3]
+
+All three solvers integrate the same problem, in one process run: the deterministic course of
+``engine.reference.deterministic_course`` (patients 0..N-1 of the protocol's first arm, its complete-responder
+phase path back to back, every stochastic and terminal layer off, no management rules; then drug-free to
+--horizon-days, default 730), the problem ``leukosim.interop.sbml`` exports and ``tests/test_sbml.py`` checks
+roadrunner against.
+
+* engine: one ``integrate_batch`` call over the N patients (best of --repeats), with all numba threads, then
+  with 1 thread; scaling efficiency = (rate at 2 threads / rate at 1 thread) / 2.
+* scipy: ``engine.reference.solve_patient`` (LSODA, rtol 1e-6, atol 1e-8, the compiled RHS through a Python
+  wrapper, segment by segment between breakpoints) for M patients spread over the N.
+* roadrunner: libRoadRunner (CVODE, rtol 1e-6, atol 1e-8) on ``course_sbml`` of each of M patients (one SBML
+  document per patient: its parameters, doses and dose times are its own). Documents are loaded (LLVM
+  compilation) before timing; the time is ``reset()`` + ``simulate(0, t_end, 2)`` per patient, best of 2 passes.
+* flop bound: RHS evaluations of the engine (accepted steps of the compiled run x RHS evaluations per accepted
+  step from an interpreted replay of the engine's own step loop with a counting RHS, ``engine.replay``) x
+  :data:`FLOPS_PER_RHS` (a hand count of ``model.rhs.derivatives``, below), plus the Dormand-Prince stage
+  arithmetic per step, against ``cores x`` the scalar FLOP/s of a small numba kernel measured here.
+
+Throughputs are ratios measured in this process; nothing here asserts a speed. The last line is one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+import time
+import types
+
+import numba
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import engine as engine_bench  # noqa: E402  (benchmarks/engine.py)
+
+from leukosim.engine.integrator import N_RECORD, N_RULE_COLUMNS, integrate_batch  # noqa: E402
+from leukosim.engine.reference import DeterministicCourse, deterministic_course, solve_patient  # noqa: E402
+from leukosim.model.layout import C_STEPS, N_STATES, S_CAR_EXHAUSTED, S_LEUKEMIA, STATE_NAMES  # noqa: E402
+from leukosim.population.streams import Stream  # noqa: E402
+from leukosim.protocol.load import load_protocol  # noqa: E402
+
+RTOL, ATOL = 1.0e-6, 1.0e-8
+LOG_STATES = slice(S_LEUKEMIA, S_CAR_EXHAUSTED + 1)
+
+#: Flop weight of a transcendental call (exp; libm exp costs about as much as 15-25 multiply-adds).
+EXP_FLOPS = 20
+#: Hand count of one evaluation of ``model.rhs.derivatives`` on the CAR-T path (eliana: CAR-T present, four
+#: leukemic classes alive, no blinatumomab, no inotuzumab, no transplant), from the source line by line:
+#: arithmetic (+ - * /, min, max: 1 flop each) and exp calls. Blinatumomab adds 3 hill() (a pow each, ~2 exp)
+#: and ~30 flops; those branches are off here.
+FLOPS_PER_RHS_ARITHMETIC = {
+    "leukemic cells, totals, CD19+ sum": 3 + 8,
+    "CAR total, lymphocytes": 4,
+    "blinatumomab amount (analytic) and inotuzumab concentration": 7 + 2,
+    "CD19 targets, CAR kill": 2 + 3,
+    "birth rate, chemo, inotuzumab effects, switches": 6 + 1 + 3 + 4 + 2,
+    "4 leukemic classes: death, net rate, switching, extinction layer, kill flux": 4 * 12,
+    "marrow, B-lineage source and B cells": 6 + 7 + 2 + 12 + 4,
+    "T cells: homeostasis, space, proliferation": 8 + 6 + 6,
+    "CAR-T effector, memory, exhausted": 29,
+    "inotuzumab PK, liver injury, hazards": 15 + 1,
+    "serum IL-6": 8,
+}
+#: exp calls: 4 leukemic classes, B precursors, mature B, marrow, resting and active T, 3 CAR compartments,
+#: blinatumomab decay, and the extinction layer of 4 classes.
+EXPS_PER_RHS = 4 + 5 + 3 + 1 + 4
+FLOPS_PER_RHS = sum(FLOPS_PER_RHS_ARITHMETIC.values()) + EXP_FLOPS * EXPS_PER_RHS
+#: Dormand-Prince 5(4) stage arithmetic per attempted step on N_STATES states: stage sums (1+2+...+6 terms,
+#: a multiply-add each), the 5th-order update (6 terms) and the error estimate (7 terms) and its scaled norm
+#: (~5 flops per state).
+DP_FLOPS_PER_ATTEMPT = N_STATES * (2 * (1 + 2 + 3 + 4 + 5 + 6) + 2 * 6 + 2 * 7 + 5)
+
+
+@numba.njit(cache=False)
+def _flop_kernel(n: int, x: float) -> float:
+    """8 independent multiply-add chains (16 flops per iteration), scalar double precision."""
+    a0, a1, a2, a3, a4, a5, a6, a7 = x, x + 0.1, x + 0.2, x + 0.3, x + 0.4, x + 0.5, x + 0.6, x + 0.7
+    m, b = 0.999999, 1.0e-7
+    for _ in range(n):
+        a0 = a0 * m + b
+        a1 = a1 * m + b
+        a2 = a2 * m + b
+        a3 = a3 * m + b
+        a4 = a4 * m + b
+        a5 = a5 * m + b
+        a6 = a6 * m + b
+        a7 = a7 * m + b
+    return a0 + a1 + a2 + a3 + a4 + a5 + a6 + a7
+
+
+def scalar_flops_per_s(n: int = 100_000_000) -> float:
+    """Measured double-precision FLOP/s of one core (best of 3)."""
+    _flop_kernel(10, 1.0)
+    best = np.inf
+    for _ in range(3):
+        started = time.perf_counter()
+        _flop_kernel(n, 1.0)
+        best = min(best, time.perf_counter() - started)
+    return 16.0 * n / best
+
+
+def engine_run(course: DeterministicCourse, index: np.ndarray, seed: int) -> tuple[float, np.ndarray, np.ndarray]:
+    """One ``integrate_batch`` over ``index``: wall time, final states, final contexts."""
+    n, breakpoints = index.size, course.times.size
+    y, c = course.y0[index].copy(), course.c0[index].copy()
+    p = np.ascontiguousarray(course.p[index])
+    times = np.ascontiguousarray(np.broadcast_to(course.times, (n, breakpoints)))
+    drive, bolus = np.ascontiguousarray(course.drive[index]), np.ascontiguousarray(course.bolus[index])
+    started = time.perf_counter()
+    integrate_batch(y, p, c, times, drive, bolus, np.full(n, breakpoints, dtype=np.int64), np.full(n, course.t_end),
+                    np.zeros((0, N_RULE_COLUMNS)), seed, np.ascontiguousarray(course.patient_id[index]),
+                    Stream.block("extinction"), np.empty(0), np.empty((n, 0, N_RECORD)))
+    return time.perf_counter() - started, y, c
+
+
+def best_engine(course: DeterministicCourse, index: np.ndarray, seed: int, repeats: int
+                ) -> tuple[float, np.ndarray, np.ndarray]:
+    return min((engine_run(course, index, seed) for _ in range(repeats)), key=lambda run: run[0])
+
+
+def roadrunner_runs(course: DeterministicCourse, rows: np.ndarray) -> tuple[float, np.ndarray, float]:
+    """Best-of-2 total simulation time of the rows' roadrunner models, their final states, and load time."""
+    import roadrunner
+
+    from leukosim.interop.sbml import course_sbml
+
+    started = time.perf_counter()
+    models = []
+    for row in rows:
+        model = roadrunner.RoadRunner(course_sbml(course, int(row)))
+        model.integrator.relative_tolerance = RTOL
+        model.integrator.absolute_tolerance = ATOL
+        model.integrator.maximum_num_steps = 500_000
+        model.timeCourseSelections = ["time", *STATE_NAMES]
+        models.append(model)
+    load = time.perf_counter() - started
+    final = np.empty((rows.size, N_STATES))
+    best = np.inf
+    for _ in range(2):
+        started = time.perf_counter()
+        for k, model in enumerate(models):
+            model.reset()
+            final[k] = np.asarray(model.simulate(0.0, course.t_end, 2))[-1, 1:]
+        best = min(best, time.perf_counter() - started)
+    return best, final, load
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def main(argv: list[str] | None = None) -> dict[str, object]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--protocol", default="eliana")
+    parser.add_argument("--patients", type=int, default=2000)
+    parser.add_argument("--scipy-patients", type=int, default=10)
+    parser.add_argument("--roadrunner-patients", type=int, default=10)
+    parser.add_argument("--replay-patients", type=int, default=4)
+    parser.add_argument("--horizon-days", type=float, default=730.0,
+                        help="days since enrollment; drug-free after the path (its last drive is zero)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args(argv)
+
+    protocol = load_protocol(args.protocol)
+    n, seed = args.patients, args.seed
+    course = deterministic_course(protocol, np.arange(n), seed)
+    if np.any(course.drive[:, -1] != 0.0):
+        raise SystemExit(f"{protocol.name}: the path ends with drugs running; use its own horizon")
+    course = dataclasses.replace(course, t_end=max(course.t_end, args.horizon_days))
+    everyone = np.arange(n)
+
+    def spread(m: int) -> np.ndarray:
+        return np.unique(np.linspace(0, n - 1, min(m, n)).round().astype(np.int64))
+
+    cores = numba.get_num_threads()
+    load = os.getloadavg()[0]
+    log(f"{protocol.name}: {n} patients, path {', '.join(course.phases)}, horizon day {course.t_end:g}, "
+        f"{course.times.size} breakpoints, {cores} threads")
+    engine_run(course, everyone[:4], seed)  # JIT compilation / cache load
+
+    log(f"engine, {cores} threads (best of {args.repeats})")
+    wall_n, y_engine, c_engine = best_engine(course, everyone, seed, args.repeats)
+    numba.set_num_threads(1)
+    log(f"engine, 1 thread (best of {args.repeats})")
+    wall_1, _, _ = best_engine(course, everyone, seed, args.repeats)
+    numba.set_num_threads(cores)
+
+    scipy_rows = spread(args.scipy_patients)
+    log(f"scipy LSODA, {scipy_rows.size} patients")
+    solve_patient(course.y0[0], course.p[0], course.c0[0], course.times[:2], course.drive[0, :2],
+                  course.bolus[0, :2], float(course.times[1]), "LSODA", RTOL, ATOL)
+    scipy_final = np.empty((scipy_rows.size, N_STATES))
+    started = time.perf_counter()
+    for k, i in enumerate(scipy_rows):
+        scipy_final[k] = solve_patient(course.y0[i], course.p[i], course.c0[i], course.times, course.drive[i],
+                                       course.bolus[i], course.t_end, "LSODA", RTOL, ATOL)[0]
+    wall_scipy = time.perf_counter() - started
+
+    rr_rows = spread(args.roadrunner_patients)
+    log(f"libRoadRunner, {rr_rows.size} patients (loading the SBML documents first, untimed)")
+    wall_rr, rr_final, rr_load = roadrunner_runs(course, rr_rows)
+
+    log("flop bound: interpreted replay with a counting RHS, peak FLOP/s")
+    replay_rows = spread(args.replay_patients)
+    cohort = engine_bench.Cohort(types.SimpleNamespace(patient_id=course.patient_id), course.p, course.y0,
+                                 course.c0, course.times, course.drive, course.bolus, course.t_end)
+    rules = np.zeros((0, N_RULE_COLUMNS))
+    profile = engine_bench.replay(cohort, rules, seed, replay_rows)
+    rhs_us = engine_bench.component_costs_us(profile.samples, rules)["rhs"]
+    peak_core = scalar_flops_per_s()
+
+    steps = c_engine[:, C_STEPS].astype(float)
+    rhs_per_step = profile.rhs.sum() / profile.steps.sum()
+    rhs_evals = steps.sum() * rhs_per_step
+    attempts = rhs_evals / 6.0  # 6 new RHS evaluations per attempted DP5 step (FSAL)
+    flops = rhs_evals * FLOPS_PER_RHS + attempts * DP_FLOPS_PER_ATTEMPT
+    bound_s = flops / (cores * peak_core)
+    rate_n, rate_1 = n / wall_n, n / wall_1
+    rate_scipy, rate_rr = scipy_rows.size / wall_scipy, rr_rows.size / wall_rr
+
+    def disagreement(rows: np.ndarray, other: np.ndarray) -> float:
+        return float(f"{np.max(np.abs(y_engine[rows, LOG_STATES] - other[:, LOG_STATES])):.3g}")
+
+    return {
+        "protocol": protocol.name, "phases": list(course.phases), "horizon_days": course.t_end, "patients": n,
+        "cores": cores, "load_average_1min": round(load, 2),
+        "engine_patients_per_s": round(rate_n, 1),
+        "engine_patients_per_s_1_thread": round(rate_1, 1),
+        "scaling_efficiency_1_to_2_threads": round(rate_n / rate_1 / cores, 3),
+        "scipy_patients": int(scipy_rows.size), "scipy_patients_per_s": round(rate_scipy, 3),
+        "roadrunner_patients": int(rr_rows.size), "roadrunner_patients_per_s": round(rate_rr, 2),
+        "roadrunner_load_s": round(rr_load, 2),
+        "speedup_vs_scipy": round(rate_n / rate_scipy, 1),
+        "speedup_vs_roadrunner": round(rate_n / rate_rr, 2),
+        "speedup_vs_scipy_1_thread": round(rate_1 / rate_scipy, 1),
+        "speedup_vs_roadrunner_1_thread": round(rate_1 / rate_rr, 2),
+        "max_abs_ln_state_engine_vs_scipy": disagreement(scipy_rows, scipy_final),
+        "max_abs_ln_state_engine_vs_roadrunner": disagreement(rr_rows, rr_final),
+        "steps_per_patient": round(float(steps.mean()), 1),
+        "rhs_evals_per_step": round(float(rhs_per_step), 3),
+        "replay_matches_compiled_steps": bool(np.array_equal(profile.steps, profile.compiled_steps)),
+        "rhs_evals_per_patient": round(float(rhs_evals / n), 1),
+        "flops_per_rhs": FLOPS_PER_RHS, "exps_per_rhs": EXPS_PER_RHS, "exp_flops": EXP_FLOPS,
+        "dp_flops_per_attempt": DP_FLOPS_PER_ATTEMPT,
+        "flops_per_patient": round(float(flops / n), 0),
+        "peak_flops_per_s_per_core": float(f"{peak_core:.4g}"),
+        "flop_bound_patients_per_s": round(n / bound_s, 1),
+        "fraction_of_flop_bound": round(bound_s / wall_n, 4),
+        "rhs_us_isolated": round(rhs_us, 4),
+        "rhs_flops_per_s_isolated": float(f"{FLOPS_PER_RHS / (rhs_us * 1e-6):.4g}"),
+        "rhs_share_of_engine_time_1_thread": round(rhs_evals * rhs_us * 1e-6 / wall_1, 3),
+    }
+
+
+if __name__ == "__main__":
+    print(json.dumps(main()))
