@@ -173,7 +173,7 @@ def calibrate(
     out: Path = typer.Option(..., "--out", "-o", help="parameter-set file to write (JSON)"),
     patients: int = typer.Option(None, "--patients", "-n", min=10,
                                  help="virtual patients per protocol and evaluation [default: 200]"),
-    evaluations: int = typer.Option(None, "--evaluations", min=1, help="CMA-ES evaluation budget [default: 240]"),
+    evaluations: int = typer.Option(None, "--evaluations", min=1, help="CMA-ES evaluation budget [default: 400]"),
     seed: int = typer.Option(None, "--seed", "-s", min=0, help="seed of the common virtual cohort"),
     reproduce: Path = typer.Option(None, "--reproduce", help="re-run with the settings recorded in this file"),
 ) -> None:

@@ -49,7 +49,7 @@ class CalibrationSettings:
     min_sensitivity: float = 0.5
     max_parameters: int = 16
     parameters: tuple[str, ...] = ()
-    max_evaluations: int = 240
+    max_evaluations: int = 400
     initial_step_decades: float = 0.3
     optimiser_seed: int = 1
     prior_sd_decades: float = PRIOR_SD_DECADES

@@ -46,7 +46,8 @@ PARAMETERS = (
     Parameter("sos_fatality", 0.29, "-", "INO-VATE 5 of 17 post-HSCT VOD fatal [P]", True,
               "probability that an SOS/VOD episode is fatal"),
     Parameter("post_progression_death_rate", 0.0019, "1/day", "[D] median OS 11.9 months after post-CAR relapse "
-              "(Lamble 2023) [P]", True, "death hazard after relapse or refractory disease (off protocol)"),
+              "(Lamble 2023) [P]; bounds: median OS 6-24 months", True,
+              "death hazard after relapse or refractory disease (off protocol)", bounds=(0.00095, 0.0038)),
 )
 
 # ------------------------------------------------------------------------------------ symptom layer
