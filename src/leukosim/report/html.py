@@ -47,10 +47,13 @@ pre { background: #f6f8fa; padding: 0.8em; overflow-x: auto; font-size: 0.8em; }
 
 def _svg(figure: Figure) -> str:
     """The figure as an ``<img>`` holding a base64 SVG (text drawn as paths, so no font is needed)."""
+    import matplotlib
     import matplotlib.pyplot as plt
 
     buffer = io.BytesIO()
-    figure.savefig(buffer, format="svg", metadata={"Date": None})  # no date: the same run gives the same file
+    # no date and a fixed id salt (SVG element ids are random otherwise): the same run gives the same file
+    with matplotlib.rc_context({"svg.hashsalt": "leukosim"}):
+        figure.savefig(buffer, format="svg", metadata={"Date": None})
     plt.close(figure)
     data = base64.b64encode(buffer.getvalue()).decode("ascii")
     return f'<img src="data:image/svg+xml;base64,{data}" alt="">'
