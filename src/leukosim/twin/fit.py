@@ -285,6 +285,9 @@ def fit_patient(data: PatientData, protocol: Protocol, parameters: ParameterSet 
     bounds = [(-_BOUND * w, _BOUND * w) for w in model.omega]
     result = minimize(model.value_and_gradient, np.zeros(len(estimated)), jac=True, method="L-BFGS-B",
                       bounds=bounds, options={"maxiter": 200})
+    if not result.success:  # a line search stalled on finite-difference gradients: polish without gradients
+        result = minimize(lambda x: model.value_and_gradient(x)[0], result.x, method="Nelder-Mead", bounds=bounds,
+                          options={"xatol": 1e-4, "fatol": 1e-6, "maxiter": 400})
     eta = result.x
     hessian = model.hessian(eta)
     eigenvalues, vectors = np.linalg.eigh(hessian)

@@ -1,0 +1,118 @@
+"""Checks a mechanistic model must pass whatever its targets (issue 4, validation by mechanism). Each compares
+simulated cohorts that differ in one thing (burden, persistence) or compares patients within one cohort; the
+effects are large enough that 400 virtual patients per cohort resolve them, and every comparison states the
+statistic it uses. Checks the shipped model fails are marked ``xfail(strict=True)`` with the deficiency: they
+document it, and turn red the day the model passes them (remove the mark then)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import leukosim
+from leukosim.endpoints.statistics import RESPONDER, car_kinetics, survival_table
+from leukosim.protocol.schema import Distribution, Protocol
+
+N = 400
+
+
+def _with_blasts(protocol: Protocol, low: float, high: float) -> Protocol:
+    """The protocol with marrow blasts at enrollment uniform in [low, high] %."""
+    blasts = Distribution(distribution="uniform", range=(low, high))
+    return protocol.model_copy(update={"population": protocol.population.model_copy(
+        update={"marrow_blasts_percent": blasts})})
+
+
+def _ok(patients: pd.DataFrame) -> pd.DataFrame:
+    return patients[patients["status"] == "ok"]
+
+
+@pytest.fixture(scope="module")
+def eliana() -> Protocol:
+    return leukosim.load_protocol("eliana")
+
+
+@pytest.fixture(scope="module")
+def eliana_cohort(eliana: Protocol) -> pd.DataFrame:
+    return leukosim.simulate_trial(eliana, N, seed=11, trajectory_patients=0).patients
+
+
+@pytest.fixture(scope="module")
+def by_burden(eliana: Protocol) -> dict[str, pd.DataFrame]:
+    """ELIANA cohorts with 5-20% and 70-100% marrow blasts before CAR-T, same seed."""
+    return {name: _ok(leukosim.simulate_trial(_with_blasts(eliana, low, high), N, seed=5,
+                                              trajectory_patients=0).patients)
+            for name, (low, high) in {"low": (5, 20), "high": (70, 100)}.items()}
+
+
+def test_higher_burden_before_car_t_gives_more_severe_crs(by_burden: dict[str, pd.DataFrame]) -> None:
+    grade = {name: cohort["crs_max_grade"].astype(float) for name, cohort in by_burden.items()}
+    assert grade["high"].mean() > grade["low"].mean() + 0.2  # mean maximum ASTCT grade
+    assert (grade["high"] >= 2).mean() > (grade["low"] >= 2).mean()
+
+
+def test_higher_burden_before_car_t_gives_lower_efs(by_burden: dict[str, pd.DataFrame]) -> None:
+    efs = {name: survival_table(cohort, "efs", [12]).query("statistic == 'survival'")["estimate"].iloc[0]
+           for name, cohort in by_burden.items()}
+    assert efs["high"] < efs["low"]
+
+
+@pytest.mark.xfail(strict=True, reason="model deficiency: with calibrated-0.1 almost every ELIANA patient responds "
+                   "(ORR ~99% vs 82% published), so there are too few non-responders to compare")
+def test_lower_car_t_expansion_goes_with_non_response(eliana_cohort: pd.DataFrame) -> None:
+    cmax = car_kinetics(eliana_cohort).query("parameter == 'cmax'").iloc[0]
+    assert cmax["n_nonresponders"] >= 5, "too few non-responders to compare"
+    # geometric-mean Cmax of responders over non-responders, with its Welch 95% CI above 1
+    assert cmax["gmr_ci_low"] > 1.0
+
+
+def _cd19_positive_relapse(patients: pd.DataFrame) -> float:
+    ok = _ok(patients)
+    return float((ok["relapse_phenotype"].astype("string").fillna("") == "CD19+").mean())
+
+
+@pytest.mark.xfail(strict=True, reason="model deficiency: after CAR-T the model gives (almost) no CD19+ relapses "
+                   "(all are antigen-loss), so longer persistence has no CD19+ relapses to prevent")
+def test_longer_persistence_lowers_cd19_positive_relapse(eliana: Protocol) -> None:
+    short = leukosim.default_parameters()
+    long = short.replace(name="long persistence", car_memory_decay=short["car_memory_decay"] / 5,
+                         car_contraction_rate=short["car_contraction_rate"] / 2)
+    runs = {name: leukosim.simulate_trial(eliana, N, seed=7, parameters=values, trajectory_patients=0).patients
+            for name, values in (("short", short), ("long", long))}
+    aplasia = {name: _ok(run)["b_cell_aplasia_days"].astype(float).median() for name, run in runs.items()}
+    assert aplasia["long"] > aplasia["short"]  # the intervention does lengthen B-cell aplasia
+    assert _cd19_positive_relapse(runs["long"]) < _cd19_positive_relapse(runs["short"])
+
+
+@pytest.mark.xfail(strict=True, reason="model deficiency: no CD19+ relapses after CAR-T in the model (see above)")
+def test_within_a_cohort_longer_aplasia_goes_with_fewer_cd19_positive_relapses(eliana_cohort: pd.DataFrame) -> None:
+    responders = _ok(eliana_cohort)
+    responders = responders[responders["best_response"].isin(RESPONDER)]
+    aplasia = responders["b_cell_aplasia_days"].astype(float)
+    long = responders[aplasia >= aplasia.median()]
+    short = responders[aplasia < aplasia.median()]
+    assert _cd19_positive_relapse(long) < _cd19_positive_relapse(short)
+
+
+def test_blinatumomab_works_better_at_mrd_level_than_at_high_burden() -> None:
+    protocol = leukosim.load_protocol("blina-rr-peds")
+    rates = {}
+    for name, (low, high) in {"mrd": (0.01, 1.0), "high": (50.0, 100.0)}.items():
+        cohort = _ok(leukosim.simulate_trial(_with_blasts(protocol, low, high), N, seed=3,
+                                             trajectory_patients=0).patients)
+        mrd = cohort[[c for c in cohort if c.startswith("mrd_")]].astype("Float64").fillna(1.0).min(axis=1)
+        rates[name] = float((mrd < 1e-4).mean())  # MRD-negative at any assessment
+    assert rates["mrd"] > rates["high"] + 0.1
+
+
+def test_cd19_negative_relapses_dominate_after_car_t_when_persistence_is_long(eliana: Protocol) -> None:
+    values = leukosim.default_parameters()
+    long = values.replace(name="long persistence", car_memory_decay=values["car_memory_decay"] / 5,
+                          car_contraction_rate=values["car_contraction_rate"] / 2)
+    patients = _ok(leukosim.simulate_trial(eliana, N, seed=9, parameters=long, trajectory_patients=0).patients)
+    phenotypes = patients["relapse_phenotype"].dropna().astype(str)
+    assert len(phenotypes) >= 20
+    cd19_negative = phenotypes.isin(["CD19-", "lineage-switch"]).mean()
+    assert cd19_negative > 0.5
+    assert np.isfinite(cd19_negative)
