@@ -118,6 +118,16 @@ def mrd_figure(trajectories: pd.DataFrame, response: pd.DataFrame, detection_lim
     return figure
 
 
+def _label_log_panel(ax, ylabel: str, title: str) -> None:  # noqa: ANN001 (matplotlib Axes)
+    """Log y axis, days since infusion on x, legend and grid."""
+    ax.set_yscale("log")
+    ax.set_xlabel("days since CAR-T infusion")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3, which="both")
+
+
 def car_kinetics_figure(trajectories: pd.DataFrame, infusion_day: pd.Series, kinetics: pd.DataFrame
                         ) -> Figure | None:
     """CAR transgene copies/µg DNA (log) and B cells/µL since infusion: median and 10-90th percentile band;
@@ -139,22 +149,12 @@ def car_kinetics_figure(trajectories: pd.DataFrame, infusion_day: pd.Series, kin
         if row.parameter == "cmax" and np.isfinite(row.geometric_mean):
             ax.axhline(row.geometric_mean, color="grey", linestyle="--",
                        label=f"geo-mean Cmax {row.geometric_mean:.3g}")
-    ax.set_yscale("log")
-    ax.set_xlabel("days since CAR-T infusion")
-    ax.set_ylabel("transgene copies / µg DNA")
-    ax.set_title("CAR-T expansion and persistence")
-    ax.legend(fontsize=8)
-    ax.grid(alpha=0.3, which="both")
+    _label_log_panel(ax, "transgene copies / µg DNA", "CAR-T expansion and persistence")
     ax = axes[0, 1]
     _plot_bands(ax, _bands(data, "b_cells_per_uL", 0.01))
     ax.axhline(B_CELL_APLASIA_PER_UL, color="k", linestyle="--", linewidth=1,
                label=f"aplasia threshold {B_CELL_APLASIA_PER_UL:g}/µL")
-    ax.set_yscale("log")
-    ax.set_xlabel("days since CAR-T infusion")
-    ax.set_ylabel("B cells / µL blood")
-    ax.set_title("B-cell aplasia and recovery")
-    ax.legend(fontsize=8)
-    ax.grid(alpha=0.3, which="both")
+    _label_log_panel(ax, "B cells / µL blood", "B-cell aplasia and recovery")
     figure.tight_layout()
     return figure
 
