@@ -6,7 +6,6 @@ document it, and turn red the day the model passes them (remove the mark then)."
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 import pytest
 
@@ -115,4 +114,3 @@ def test_cd19_negative_relapses_dominate_after_car_t_when_persistence_is_long(el
     assert len(phenotypes) >= 20
     cd19_negative = phenotypes.isin(["CD19-", "lineage-switch"]).mean()
     assert cd19_negative > 0.5
-    assert np.isfinite(cd19_negative)

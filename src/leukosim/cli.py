@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import NoReturn
 
 import pandas as pd
 import typer
@@ -25,7 +26,7 @@ errors = Console(stderr=True)
 NOTICE = "Research use only: not a medical device, not advice for any individual patient."
 
 
-def _fail(message: str) -> None:
+def _fail(message: str) -> NoReturn:
     errors.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
     raise typer.Exit(code=2)
 
@@ -38,7 +39,6 @@ def _parameter_set(source: str | None) -> ParameterSet:
         return default_parameters() if source is None else load_parameter_set(source)
     except ParameterSetError as error:
         _fail(str(error))
-        raise  # unreachable: _fail exits
 
 
 @app.command()

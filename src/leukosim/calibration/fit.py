@@ -25,7 +25,8 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-from ..model.registry import LITERATURE, PARAMETERS, literature_parameters
+from ..io.jsonsafe import json_safe
+from ..model.registry import INDEX, LITERATURE, PARAMETERS, literature_parameters
 from ..protocol.load import bundled_protocols, load_protocol
 from ..protocol.schema import Protocol
 from .objective import PRIOR_SD_DECADES, CalibrationObjective
@@ -64,7 +65,7 @@ def calibration_protocols(names: tuple[str, ...] = ()) -> list[Protocol]:
 
 def _bounds(name: str) -> tuple[float, float]:
     """log10 deviation bounds of a parameter from its literature value."""
-    parameter = next(p for p in PARAMETERS if p.name == name)
+    parameter = PARAMETERS[INDEX[name]]
     if parameter.bounds is None or parameter.value <= 0:
         return -_DEFAULT_SPAN_DECADES, _DEFAULT_SPAN_DECADES
     low, high = parameter.bounds
@@ -186,7 +187,7 @@ def calibrate(settings: CalibrationSettings, progress: Callable[[str], None] | N
     after = objective.comparison(fitted)
     parameter_rows = []
     for name, decades, (low, high) in zip(names, best_x, bounds):
-        parameter = next(p for p in PARAMETERS if p.name == name)
+        parameter = PARAMETERS[INDEX[name]]
         parameter_rows.append({"name": name, "unit": parameter.unit, "literature": literature[name],
                                "calibrated": fitted[name], "log10_change": float(decades),
                                "bounds": [literature[name] * 10**low, literature[name] * 10**high],
@@ -217,27 +218,10 @@ def calibrate(settings: CalibrationSettings, progress: Callable[[str], None] | N
     }
 
 
-def _finite(value: object) -> object:
-    """JSON-safe copy: NaN -> None, infinities -> "inf" / "-inf"."""
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
-    if isinstance(value, (float, np.floating)):
-        if math.isnan(value):
-            return None
-        if math.isinf(value):
-            return "inf" if value > 0 else "-inf"
-        return float(value)
-    if isinstance(value, np.integer):
-        return int(value)
-    return value
-
-
 def write_parameter_set(document: dict[str, object], path: str | Path) -> Path:
     """Write a calibration result as a parameter-set file (strict JSON)."""
     path = Path(path)
-    path.write_text(json.dumps(_finite(document), indent=1, allow_nan=False) + "\n")
+    path.write_text(json.dumps(json_safe(document), indent=1, allow_nan=False) + "\n")
     return path
 
 

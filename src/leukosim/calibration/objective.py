@@ -16,10 +16,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from ..endpoints.targets import compare_targets
 from ..model.registry import PARAMETERS, ParameterSet, literature_parameters
 from ..protocol.schema import Protocol
-from ..trial import simulate_trial
+from .validate import validation_table
 
 __all__ = ["CalibrationObjective", "PRIOR_SD_DECADES", "standardised_residuals"]
 
@@ -70,16 +69,12 @@ class CalibrationObjective:
     def comparison(self, parameters: ParameterSet) -> pd.DataFrame:
         """Every calibration target's comparison at ``parameters``, with its standardised residual ``z``
         (targets flagged not to calibrate and targets without an interval are kept, with ``used`` False)."""
-        frames = []
-        for protocol in self.protocols:
-            result = simulate_trial(protocol, self.n_patients, self.seed, parameters=parameters,
-                                    trajectory_patients=0)
-            table = compare_targets(protocol, result.patients)
-            table.insert(0, "protocol", protocol.name)
-            table["z"] = standardised_residuals(table, float(protocol.follow_up_days))
-            table["used"] = np.isfinite(table["z"].to_numpy(float)) & table["calibrate"].to_numpy(bool)
-            frames.append(table)
-        return pd.concat(frames, ignore_index=True)
+        table = validation_table(parameters, self.n_patients, self.seed, self.protocols)
+        horizon = {protocol.name: float(protocol.follow_up_days) for protocol in self.protocols}
+        table["z"] = np.concatenate([standardised_residuals(rows, horizon[name])
+                                     for name, rows in table.groupby("protocol", sort=False)])
+        table["used"] = np.isfinite(table["z"].to_numpy(float)) & table["calibrate"].to_numpy(bool)
+        return table
 
     @staticmethod
     def data_loss(comparison: pd.DataFrame) -> float:

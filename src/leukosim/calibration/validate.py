@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from ..endpoints.targets import compare_targets
+from ..io.jsonsafe import json_safe
 from ..model.registry import ParameterSet, default_parameters
 from ..protocol.load import bundled_protocols, load_protocol
 from ..protocol.schema import Arm, Protocol
@@ -59,19 +60,13 @@ def _interval(low: float, high: float) -> list[float] | None:
     return [float(low), float(high)] if np.isfinite(low) and np.isfinite(high) else None
 
 
-def _number(value: float) -> float | str | None:
-    if np.isnan(value):
-        return None
-    return "inf" if np.isinf(value) else float(value)
-
-
 def validation_records(table: pd.DataFrame) -> list[dict[str, object]]:
     """The table as JSON-ready records with the keys protocol, target, published, published_ci (the reference
     interval), simulated, simulated_ci, hit (None where there is no interval), plus arm, therapy_class,
     reference_kind, n_simulated and source."""
     return [{"protocol": row.protocol, "target": row.target, "arm": row.arm, "therapy_class": row.therapy_class,
              "published": float(row.published), "published_ci": _interval(row.reference_low, row.reference_high),
-             "reference_kind": row.reference_kind, "simulated": _number(row.simulated),
+             "reference_kind": row.reference_kind, "simulated": json_safe(float(row.simulated)),
              "simulated_ci": _interval(row.simulated_ci_low, row.simulated_ci_high),
              "n_simulated": int(row.n_simulated), "hit": None if pd.isna(row.hit) else bool(row.hit),
              "source": row.source}

@@ -8,7 +8,6 @@ never looks complete."""
 from __future__ import annotations
 
 import json
-import math
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from ..endpoints.summary import statistics_columns, trial_statistics
 from ..protocol.load import parse_protocol
 from ..protocol.schema import Protocol
 from ..trial import TrialResult
+from .jsonsafe import json_safe
 from .parquet import canonical_schema, read_frame, to_arrow, write_canonical
 
 __all__ = ["write_run", "read_run", "read_patients", "read_statistics_patients", "read_events", "write_summary",
@@ -49,29 +49,13 @@ def _write_text(path: Path, text: str) -> None:
     os.replace(partial, path)
 
 
-def _json_value(value: object) -> object:
-    """A table cell as JSON: NaN and NA as null, infinities as the strings "inf" / "-inf"."""
-    if value is None or value is pd.NA:
-        return None
-    if isinstance(value, float):
-        if math.isnan(value):
-            return None
-        if math.isinf(value):
-            return "inf" if value > 0 else "-inf"
-    if hasattr(value, "item"):  # numpy scalar
-        return _json_value(value.item())
-    return value
-
-
 def summary_document(protocol: Protocol, patients: pd.DataFrame) -> dict[str, object]:
     """``summary.json`` content: every statistics table as a list of records (NaN -> null, inf -> "inf")."""
     tables = trial_statistics(protocol, patients)
     return {
         "protocol": protocol.name,
         "notice": "Research use only. Not a medical device; not advice for any individual patient.",
-        "tables": {name: [{key: _json_value(v) for key, v in row.items()}
-                          for row in table.astype(object).to_dict(orient="records")]
-                   for name, table in tables.items()},
+        "tables": {name: json_safe(table.astype(object).to_dict(orient="records")) for name, table in tables.items()},
     }
 
 

@@ -1,5 +1,6 @@
 """Cytokines and toxicity: IL-6 in quasi-steady state (half-life 20 min, Hosseini 2020) produced by
-target killing and T-cell activation (blinatumomab-engaged T cells and antigen-driven CAR-T proliferation); a symptom layer mapping IL-6 to fever, hypotension, hypoxia and
+target killing and T-cell activation (blinatumomab-engaged T cells and antigen-driven CAR-T
+proliferation); a symptom layer mapping IL-6 to fever, hypotension, hypoxia and
 neurological signs that ``observe.grading`` grades by ASTCT 2019; SOS/VOD hazard from sinusoidal injury
 and transplant; death hazards after progression."""
 
