@@ -11,6 +11,7 @@ import pytest
 
 import leukosim
 from leukosim.endpoints.statistics import RESPONDER, car_kinetics, survival_table
+from leukosim.model.registry import ParameterSet
 from leukosim.protocol.schema import Distribution, Protocol
 
 N = 400
@@ -66,6 +67,13 @@ def test_lower_car_t_expansion_goes_with_non_response(eliana_cohort: pd.DataFram
     assert cmax["gmr_ci_low"] > 1.0
 
 
+def _long_persistence(values: ParameterSet) -> ParameterSet:
+    """CAR-T cells that persist longer: slower memory decay and contraction, and less host rejection."""
+    return values.replace(name="long persistence", car_memory_decay=values["car_memory_decay"] / 5,
+                          car_contraction_rate=values["car_contraction_rate"] / 2,
+                          car_rejection_rate=values["car_rejection_rate"] / 10)
+
+
 def _cd19_positive_relapse(patients: pd.DataFrame) -> float:
     ok = _ok(patients)
     return float((ok["relapse_phenotype"].astype("string").fillna("") == "CD19+").mean())
@@ -75,8 +83,7 @@ def _cd19_positive_relapse(patients: pd.DataFrame) -> float:
                    "(all are antigen-loss), so longer persistence has no CD19+ relapses to prevent")
 def test_longer_persistence_lowers_cd19_positive_relapse(eliana: Protocol) -> None:
     short = leukosim.default_parameters()
-    long = short.replace(name="long persistence", car_memory_decay=short["car_memory_decay"] / 5,
-                         car_contraction_rate=short["car_contraction_rate"] / 2)
+    long = _long_persistence(short)
     runs = {name: leukosim.simulate_trial(eliana, N, seed=7, parameters=values, trajectory_patients=0).patients
             for name, values in (("short", short), ("long", long))}
     aplasia = {name: _ok(run)["b_cell_aplasia_days"].astype(float).median() for name, run in runs.items()}
@@ -106,11 +113,19 @@ def test_blinatumomab_works_better_at_mrd_level_than_at_high_burden() -> None:
 
 
 def test_cd19_negative_relapses_dominate_after_car_t_when_persistence_is_long(eliana: Protocol) -> None:
-    values = leukosim.default_parameters()
-    long = values.replace(name="long persistence", car_memory_decay=values["car_memory_decay"] / 5,
-                          car_contraction_rate=values["car_contraction_rate"] / 2)
+    long = _long_persistence(leukosim.default_parameters())
     patients = _ok(leukosim.simulate_trial(eliana, N, seed=9, parameters=long, trajectory_patients=0).patients)
     phenotypes = patients["relapse_phenotype"].dropna().astype(str)
     assert len(phenotypes) >= 20
     cd19_negative = phenotypes.isin(["CD19-", "lineage-switch"]).mean()
     assert cd19_negative > 0.5
+
+
+def test_blinatumomab_depletes_blood_b_cells_within_two_days_first_order() -> None:
+    """Hijazi 2018 (calibration_targets A3.7): at >= 5 ug/m2/day blood B cells are depleted within 48 h,
+    first-order. Median over patients, relative to the enrollment count."""
+    result = leukosim.simulate_trial("blina-rr-peds", 200, seed=2, trajectory_patients=200)
+    b_cells = result.trajectories.pivot(index="patient_id", columns="day", values="b_cells_per_uL")
+    ratio = b_cells[[1.0, 2.0]].div(b_cells[0.0], axis=0).median()
+    assert ratio[2.0] < 0.05  # depleted within 48 h
+    assert ratio[1.0] > ratio[2.0] * 2 and ratio[1.0] > 1e-3  # a first-order fall over days, not within hours

@@ -8,8 +8,11 @@ from rcpchgrowth.global_functions import measurement_from_sds
 from scipy import stats
 from scipy.special import logit
 
+from leukosim.model.layout import D
+from leukosim.model.registry import default_parameters
 from leukosim.population.body_size import bsa_m2, height_weight_from_sds
 from leukosim.population.covariates import COVARIATE_STREAMS, Covariates, draw_covariates, sample_distribution
+from leukosim.population.individual import individual_parameters
 from leukosim.population.streams import Stream, uniforms
 from leukosim.protocol.schema import Distribution, Population
 
@@ -224,9 +227,28 @@ def test_body_size_physiologically_plausible() -> None:
 def test_covariates_take_concat_and_to_dict() -> None:
     covariates = draw_covariates(make_population(), 1, np.arange(20))
     table = covariates.to_dict()
-    assert list(table)[:3] == ["patient_id", "age_years", "male"] and len(table) == 15
+    assert list(table)[:3] == ["patient_id", "age_years", "male"] and len(table) == 17
     assert all(len(column) == 20 for column in table.values())
     assert len(covariates.take(covariates.male)) == int(covariates.male.sum())
     assert_same(Covariates.concat([covariates.take(slice(0, 7)), covariates.take(slice(7, 20))]), covariates)
     with pytest.raises(ValueError, match="differ in length"):
         Covariates(**{**table, "age_years": table["age_years"][:3]})
+
+
+def test_disease_stage_and_transplant_access_draws() -> None:
+    n = 20_000
+    relapsed = draw_covariates(make_population(), 4, np.arange(n))
+    first_line = draw_covariates(make_population(disease="newly_diagnosed"), 4, np.arange(n))
+    assert relapsed.relapsed.all() and not first_line.relapsed.any()
+    # the access quantile is uniform on (0, 1) (Kolmogorov-Smirnov) and shared by the same patient id
+    assert stats.kstest(relapsed.hsct_access_quantile, "uniform").pvalue > 1e-3
+    np.testing.assert_array_equal(relapsed.hsct_access_quantile, first_line.hsct_access_quantile)
+
+
+def test_relapsed_disease_chemosensitivity_is_scaled_by_the_registry_factor() -> None:
+    values = default_parameters().replace(chemosensitivity_relapsed=0.3)
+    ids = np.arange(50)
+    for disease, factor in (("relapsed_refractory", 0.3), ("first_relapse", 0.3), ("newly_diagnosed", 1.0)):
+        covariates = draw_covariates(make_population(disease=disease), 2, ids)
+        p = individual_parameters(values, covariates, 2)
+        np.testing.assert_allclose(p[:, D["chemosensitivity"]], factor * covariates.chemosensitivity)

@@ -21,6 +21,7 @@ from .trial import DEFAULT_TRAJECTORY_PATIENTS
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="leukosim: in-silico trials of pediatric B-ALL immunotherapy. RESEARCH USE ONLY.")
 console = Console()
+_PIPED_TABLE_WIDTH = 160  # characters
 errors = Console(stderr=True)
 
 NOTICE = "Research use only: not a medical device, not advice for any individual patient."
@@ -150,7 +151,8 @@ def validate(
         shown.add_row(row.protocol, str(row.arm or ""), escape(row.target), f"{row.published:.3g}",
                       f"{row.reference_low:.3g}-{row.reference_high:.3g}", f"{row.simulated:.3g}",
                       f"{row.simulated_ci_low:.3g}-{row.simulated_ci_high:.3g}", verdict)
-    console.print(shown)
+    # piped output has no terminal width: print the table at full width instead of folding every cell
+    console.print(shown, width=None if console.is_terminal else _PIPED_TABLE_WIDTH)
     hits = hit_fractions(table)
     summary = Table(title="hit fraction (targets with a 95% interval)")
     for column in ("therapy class", "targets", "with interval", "hits", "hit fraction"):
@@ -173,7 +175,7 @@ def calibrate(
     out: Path = typer.Option(..., "--out", "-o", help="parameter-set file to write (JSON)"),
     patients: int = typer.Option(None, "--patients", "-n", min=10,
                                  help="virtual patients per protocol and evaluation [default: 200]"),
-    evaluations: int = typer.Option(None, "--evaluations", min=1, help="CMA-ES evaluation budget [default: 400]"),
+    evaluations: int = typer.Option(None, "--evaluations", min=1, help="CMA-ES evaluation budget [default: 700]"),
     seed: int = typer.Option(None, "--seed", "-s", min=0, help="seed of the common virtual cohort"),
     reproduce: Path = typer.Option(None, "--reproduce", help="re-run with the settings recorded in this file"),
 ) -> None:

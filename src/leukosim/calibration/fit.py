@@ -42,15 +42,15 @@ _DEFAULT_SPAN_DECADES = 3.0
 class CalibrationSettings:
     """Everything that determines a calibration result."""
 
-    name: str = "calibrated-0.1"
+    name: str = "calibrated-0.2"
     n_patients: int = 200
     seed: int = 20261123
     protocols: tuple[str, ...] = ()
     screen_factor: float = 3.0
     min_sensitivity: float = 0.5
-    max_parameters: int = 16
+    max_parameters: int = 22
     parameters: tuple[str, ...] = ()
-    max_evaluations: int = 400
+    max_evaluations: int = 700
     initial_step_decades: float = 0.3
     optimiser_seed: int = 1
     prior_sd_decades: float = PRIOR_SD_DECADES

@@ -238,7 +238,7 @@ def simulate_arm(protocol: Protocol, arm: Arm, covariates: Covariates, p: NDArra
         ended = course.context[index, C_EVENT] != EVENT_NONE
         last_day = np.where(ended, course.context[index, C_EVENT_TIME], np.inf)
         for dose in schedule.doses:  # doses given before the patient's course ended (infusions stop there)
-            given = start + dose.day <= last_day
+            given = (start + dose.day <= last_day) & (dose.amount > 0.0)
             duration = np.minimum(dose.duration, last_day[given] - start[given] - dose.day)
             course.add_events(index[given], start[given] + dose.day, "dose", dose.drug, dose.amount[given], duration)
         clock[index] = start + current.days

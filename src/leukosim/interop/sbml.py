@@ -154,7 +154,7 @@ def _rules() -> tuple[list[tuple[str, str, str]], dict[str, str]]:
         ("blin_marrow_kill", "1/day", ("blin_kill_rate * blin_marrow_kill_efficiency * blin_vm_b * t_cell_fitness "
                                        "* hill(t_marrow_fraction * t_active / (cd19_leukemia + b_precursor), "
                                        "blin_km_tb, blin_hill_tb) * blin_drug_kill")),
-        ("blin_blood_kill", "1/day", ("blin_kill_rate * blin_vm_b * t_cell_fitness * hill(t_active / b_mature, "
+        ("blin_blood_kill", "1/day", ("blin_blood_kill_max * t_cell_fitness * hill(t_active / b_mature, "
                                       "blin_km_tb * blin_marrow_kill_efficiency, blin_hill_tb) * blin_drug_kill")),
         # CAR-T kill (car_t.py), graft-versus-leukemia (transplant.py)
         ("car_kill", "1/day", "car_kill_max * car_effector / (car_kill_half_saturation + car_effector)"),
@@ -193,7 +193,9 @@ def _rules() -> tuple[list[tuple[str, str, str]], dict[str, str]]:
         ("t_proliferation", "1/day", ("t_activated_proliferation * t_cell_fitness * lymphocyte_space_free "
                                       "* blin_drug_activation")),
         ("car_signal", "-", "cd19_targets / (cd19_targets + car_antigen_ec50)"),
-        ("car_activation", "cells/day", "car_expansion_rate * car_signal * lymphocyte_space_free * car_effector"),
+        ("car_expansion", "1/day", "car_expansion_rate * t_cell_fitness * car_signal * lymphocyte_space_free"),
+        ("car_activation", "cells/day", "car_expansion * car_effector"),
+        ("car_loss", "1/day", f"{DRIVE_IDS[U_T_KILL]} + car_rejection_rate * t_resting / t_normal"),
         # inotuzumab clearance (inotuzumab.py); death hazards (transplant.py, toxicity.py)
         ("ino_clearance", "L/day", ("ino_clearance_ss_individual + piecewise(ino_clearance_time_individual "
                                     "* exp(-ino_decay * (time - ino_first_dose_time)), ino_first_dose_time >= 0, 0)")),
@@ -218,14 +220,14 @@ def _rules() -> tuple[list[tuple[str, str, str]], dict[str, str]]:
                         f"+ t_deactivation_rate * t_active / t_resting - {DRIVE_IDS[U_T_KILL]}",
         "ln_t_active": f"activation * t_resting / t_active - t_deactivation_rate - t_activated_apoptosis "
                        f"+ t_proliferation - {DRIVE_IDS[U_T_KILL]}",
-        "ln_car_effector": f"piecewise(car_expansion_rate * car_signal * lymphocyte_space_free - car_contraction_rate "
-                           f"* (1 - car_signal) - car_memory_formation - car_exhaustion_rate * car_signal "
+        "ln_car_effector": f"piecewise(car_expansion - car_contraction_rate * (1 - car_signal) - car_memory_formation "
+                           f"- car_exhaustion_rate * car_signal "
                            f"+ car_memory_reactivation * car_signal * exp(ln_car_memory - ln_car_effector) "
-                           f"- {DRIVE_IDS[U_T_KILL]}, {car}, 0)",
+                           f"- car_loss, {car}, 0)",
         "ln_car_memory": f"piecewise(car_memory_formation * exp(ln_car_effector - ln_car_memory) - car_memory_decay "
-                         f"- car_memory_reactivation * car_signal - {DRIVE_IDS[U_T_KILL]}, {car}, 0)",
+                         f"- car_memory_reactivation * car_signal - car_loss, {car}, 0)",
         "ln_car_exhausted": f"piecewise(car_exhaustion_rate * car_signal * exp(ln_car_effector - ln_car_exhausted) "
-                            f"- car_exhausted_death - {DRIVE_IDS[U_T_KILL]}, {car}, 0)",
+                            f"- car_exhausted_death - car_loss, {car}, 0)",
         "ino_central_mg": "-(ino_clearance + ino_intercompartmental_clearance) / ino_central_volume_individual "
                           "* ino_central_mg + ino_intercompartmental_clearance / ino_peripheral_volume "
                           "* ino_peripheral_mg",

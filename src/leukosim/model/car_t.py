@@ -9,7 +9,8 @@ from .parameter import Parameter
 PARAMETERS = (
     Parameter("car_expansion_rate", 0.94, "1/day",
               "[D] Stein 2019 CPT:PSP 8:285 rho = ln(3900)/9.3 = 0.89 plus exhaustion 0.05 [S]", True,
-              "maximal antigen-driven effector proliferation", iiv_cv=0.35, bounds=(0.3, 3.0)),
+              "maximal antigen-driven effector proliferation at T-cell fitness 1 (the product is made from the "
+              "patient's T cells, so it scales with the t_cell_fitness covariate)", iiv_cv=0.35, bounds=(0.3, 3.0)),
     Parameter("car_contraction_rate", 0.16, "1/day", "Stein 2019 alpha (t1/2 4.3 d) [S]", True,
               "effector contraction rate once antigen is cleared (scaled by 1 - antigen signal)", iiv_cv=0.5),
     Parameter("car_memory_formation", 0.007, "1/day", "[D] Stein 2019 F_B = 0.0079 at Tmax [S]", True,
@@ -35,6 +36,10 @@ PARAMETERS = (
               "transgene copies per CAR-T cell"),
     Parameter("car_blood_fraction", 0.02, "-", "assumption: ~2% of lymphocytes circulate [U]", False,
               "fraction of CAR-T cells in peripheral blood"),
+    Parameter("car_rejection_rate", 0.02, "1/day", "assumption: host immune rejection of the murine-scFv CAR "
+              "(transgene immunogenicity; lymphodepletion defers it until host T cells return) [U]", True,
+              "loss rate of every CAR-T pool at a fully reconstituted host T-cell pool (scaled by resting T cells "
+              "/ normal)", iiv_cv=1.5, bounds=(1e-4, 1.0)),
     Parameter("car_viable_fraction", 0.5, "-", "assumption: infused cells that engraft [U]", True,
               "fraction of infused CAR+ viable T cells that engraft as effectors"),
 )

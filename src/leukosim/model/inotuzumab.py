@@ -27,9 +27,10 @@ PARAMETERS = (
     Parameter("ino_peripheral_volume", 4.74, "L", "Wu 2024 Vp [S]", False, "peripheral volume"),
     Parameter("ino_reference_lbm", 52.7, "kg", "Wu 2024 [S]", False, "reference lean body mass"),
     Parameter("ino_kill_max", 0.5, "1/day", "none: CD22/calicheamicin cell constants not sourced; calibrate to "
-              "INO-VATE CR/CRi [U]", True, "maximal kill rate of CD22+ cells", bounds=(0.05, 3.0)),
+              "INO-VATE CR/CRi [U]; spread: CD22 site density and calicheamicin sensitivity vary [U]", True,
+              "maximal kill rate of CD22+ cells", iiv_cv=1.0, bounds=(0.05, 3.0)),
     Parameter("ino_ec50", 30.0, "ng/mL", "none; calibrate (label mean Cmax 308 ng/mL) [U]", True,
-              "concentration for half-maximal kill of CD22+ cells", bounds=(1.0, 1000.0)),
+              "concentration for half-maximal kill of CD22+ cells", bounds=(0.3, 1000.0)),
     Parameter("ino_ec50_cd22_low_factor", 20.0, "-", "assumption: CD22-low blasts resist InO (Front Immunol 2023) [U]",
               True, "EC50 multiplier for CD22-low cells"),
     Parameter("liver_injury_rate", 1.0e-4, "1/(day ng/mL)", "none; calibrate to INO-VATE VOD 14% [U]", True,

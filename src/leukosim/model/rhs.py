@@ -45,6 +45,7 @@ _DEACT = INDEX["t_deactivation_rate"]
 _TA_APOP = INDEX["t_activated_apoptosis"]
 _TA_PROLIF = INDEX["t_activated_proliferation"]
 _KILL_RATE = INDEX["blin_kill_rate"]
+_BLOOD_KILL = INDEX["blin_blood_kill_max"]
 _MARROW_EFF = INDEX["blin_marrow_kill_efficiency"]
 _VM_B = INDEX["blin_vm_b"]
 _KM_TB = INDEX["blin_km_tb"]
@@ -60,6 +61,7 @@ _CAR_XDEATH = INDEX["car_exhausted_death"]
 _CAR_EC50 = INDEX["car_antigen_ec50"]
 _CAR_KILL = INDEX["car_kill_max"]
 _CAR_KC = INDEX["car_kill_half_saturation"]
+_CAR_REJECT = INDEX["car_rejection_rate"]
 _INO_Q = INDEX["ino_intercompartmental_clearance"]
 _INO_VP = INDEX["ino_peripheral_volume"]
 _INO_KILL = INDEX["ino_kill_max"]
@@ -161,7 +163,7 @@ def derivatives(t: float, y: np.ndarray, p: np.ndarray, u: np.ndarray, c: np.nda
             ratio = p[_T_MARROW] * t_act / marrow_targets
             blin_marrow_kill = (p[_KILL_RATE] * p[_MARROW_EFF] * p[_VM_B] * fitness
                                 * hill(ratio, p[_KM_TB], p[_HILL_TB]) * drug_kill)
-        blin_blood_kill = (p[_KILL_RATE] * p[_VM_B] * fitness
+        blin_blood_kill = (p[_BLOOD_KILL] * fitness
                            * hill(t_act / b_mat, p[_KM_TB] * p[_MARROW_EFF], p[_HILL_TB]) * drug_kill)
 
     # CAR-T kill of CD19+ cells (car_t.py)
@@ -216,15 +218,18 @@ def derivatives(t: float, y: np.ndarray, p: np.ndarray, u: np.ndarray, c: np.nda
     proliferation = p[_TA_PROLIF] * fitness * space * (blin / (blin + p[_EC50_ACT]) if blin > 0.0 else 0.0)
     dy[S_T_ACTIVE] = activation * t_rest / t_act - p[_DEACT] - p[_TA_APOP] + proliferation - u[U_T_KILL]
 
-    # CAR-T (car_t.py): antigen = CD19+ leukemia and normal B cells
+    # CAR-T (car_t.py): antigen = CD19+ leukemia and normal B cells; expansion scales with the fitness of the
+    # patient's T cells the product is made from; host T cells reject CAR-T cells as they reconstitute
     car_activation = 0.0  # antigen-driven CAR-T proliferation (cells/day): activated T cells release IL-6
     if car_present:
         signal = cd19_targets / (cd19_targets + p[_CAR_EC50])
-        car_activation = p[_CAR_RHO] * signal * space * car_e
-        dy[S_CAR_EFFECTOR] = (p[_CAR_RHO] * signal * space - p[_CAR_ALPHA] * (1.0 - signal) - p[_CAR_EM]
-                              - p[_CAR_EX] * signal + p[_CAR_ME] * signal * car_m / car_e - u[U_T_KILL])
-        dy[S_CAR_MEMORY] = p[_CAR_EM] * car_e / car_m - p[_CAR_BETA] - p[_CAR_ME] * signal - u[U_T_KILL]
-        dy[S_CAR_EXHAUSTED] = p[_CAR_EX] * signal * car_e / car_x - p[_CAR_XDEATH] - u[U_T_KILL]
+        expansion = p[_CAR_RHO] * fitness * signal * space
+        car_activation = expansion * car_e
+        loss = u[U_T_KILL] + p[_CAR_REJECT] * t_rest / p[_T_NORMAL]
+        dy[S_CAR_EFFECTOR] = (expansion - p[_CAR_ALPHA] * (1.0 - signal) - p[_CAR_EM]
+                              - p[_CAR_EX] * signal + p[_CAR_ME] * signal * car_m / car_e - loss)
+        dy[S_CAR_MEMORY] = p[_CAR_EM] * car_e / car_m - p[_CAR_BETA] - p[_CAR_ME] * signal - loss
+        dy[S_CAR_EXHAUSTED] = p[_CAR_EX] * signal * car_e / car_x - p[_CAR_XDEATH] - loss
     else:
         dy[S_CAR_EFFECTOR] = 0.0
         dy[S_CAR_MEMORY] = 0.0

@@ -6,6 +6,9 @@ from __future__ import annotations
 from .parameter import Parameter
 
 PARAMETERS = (
+    Parameter("hsct_access_probability", 0.85, "-", "assumption: a scheduled allograft goes ahead when a donor is "
+              "found and the patient is fit in time [U]", True,
+              "probability that a patient reaching a scheduled allogeneic HSCT receives it", bounds=(0.5, 1.0)),
     Parameter("hsct_conditioning_leukemia_log10_kill", 3.0, "log10", "assumption: myeloablative TBI-based "
               "conditioning [U]", True, "log10 kill of every leukemic class by conditioning"),
     Parameter("hsct_conditioning_lymphocyte_log10_kill", 3.0, "log10", "assumption [U]", False,

@@ -13,7 +13,7 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy.special import expit, logit, ndtr, ndtri
 
-from ..protocol.schema import Distribution, Population
+from ..protocol.schema import RELAPSED_DISEASE, Distribution, Population
 from .body_size import SDS_LIMIT, bsa_m2, height_weight_from_sds
 from .streams import Stream, uniforms
 
@@ -34,6 +34,7 @@ COVARIATE_STREAMS: tuple[str, ...] = (
     "lineage_switch_fraction",
     "t_cell_fitness",
     "chemosensitivity",
+    "hsct_access_quantile",
 )
 
 
@@ -75,7 +76,9 @@ def sample_distribution(dist: Distribution, u: NDArray[np.float64]) -> NDArray[n
 
 @dataclass(frozen=True)
 class Covariates:
-    """Baseline covariates, one array element per patient (units in the field names; fractions in [0, 1])."""
+    """Baseline covariates, one array element per patient (units in the field names; fractions in [0, 1]).
+    ``relapsed``: relapsed or refractory disease stage; ``hsct_access_quantile``: the patient's uniform draw
+    for access to a scheduled transplant (donor found, fit in time), compared with ``hsct_access_probability``."""
 
     patient_id: NDArray[np.int64]
     age_years: NDArray[np.float64]
@@ -92,6 +95,8 @@ class Covariates:
     lineage_switch_fraction: NDArray[np.float64]
     t_cell_fitness: NDArray[np.float64]
     chemosensitivity: NDArray[np.float64]
+    relapsed: NDArray[np.bool_]
+    hsct_access_quantile: NDArray[np.float64]
 
     def __post_init__(self) -> None:
         lengths = {name: len(column) for name, column in self.to_dict().items()}
@@ -155,4 +160,6 @@ def draw_covariates(population: Population, seed: int, patient_ids: NDArray[np.i
         lineage_switch_fraction=draw("lineage_switch_fraction"),
         t_cell_fitness=draw("t_cell_fitness"),
         chemosensitivity=draw("chemosensitivity"),
+        relapsed=np.full(ids.size, population.disease in RELAPSED_DISEASE),
+        hsct_access_quantile=u("hsct_access_quantile"),
     )

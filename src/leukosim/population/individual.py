@@ -99,7 +99,8 @@ def parameters_from_etas(parameters: ParameterSet, covariates: Covariates, etas:
         "ino_decay": value("ino_decay_rate") * (pb_blasts / 0.352) ** value("ino_decay_blast_exponent")
         * (age / 60.0) ** value("ino_decay_age_exponent"),
         "ino_central_volume": value("ino_central_volume") * lbm_ratio ** value("ino_central_volume_lbm_exponent"),
-        "chemosensitivity": covariates.chemosensitivity,
+        "chemosensitivity": covariates.chemosensitivity
+        * np.where(covariates.relapsed, value("chemosensitivity_relapsed"), 1.0),
         "t_cell_fitness": covariates.t_cell_fitness,
         "crs_susceptibility": np.exp(value("crs_susceptibility_sd")
                                      * standard_normals(seed, ids, base + _CRS_STREAM)),

@@ -91,7 +91,8 @@ def _administered(drug: DrugAdministration, covariates: Covariates) -> NDArray[n
 
 def compile_phase(phase: Phase, phases: list[Phase], covariates: Covariates,
                   parameters: ParameterSet) -> PhaseSchedule:
-    """The event schedule of ``phase`` for the given patients."""
+    """The event schedule of ``phase`` for the given patients. A transplant goes ahead (amount 1, else 0) for
+    patients whose ``hsct_access_quantile`` is below ``hsct_access_probability``."""
     drugs, procedures = resolve_phase(phase, phases)
     n = len(covariates)
     edges = {0.0}
@@ -139,7 +140,8 @@ def compile_phase(phase: Phase, phases: list[Phase], covariates: Covariates,
                     drive[:, span(day - 1.0, float(day)), column] += (parameters[f"{drug.drug}_{effect}"]
                                                                       * ratio)[:, None]
                 doses.append(Dose(day - 1.0, drug.drug, amount, "mg"))
+    transplanted = (covariates.hsct_access_quantile < parameters["hsct_access_probability"]).astype(np.float64)
     for proc in procedures:
-        bolus[:, int(np.searchsorted(times, proc.day - 1.0)), B_HSCT] = 1.0
-        doses.append(Dose(proc.day - 1.0, proc.procedure, np.ones(n), proc.conditioning))
+        bolus[:, int(np.searchsorted(times, proc.day - 1.0)), B_HSCT] = transplanted
+        doses.append(Dose(proc.day - 1.0, proc.procedure, transplanted, proc.conditioning))
     return PhaseSchedule(times, drive, bolus, tuple(doses))

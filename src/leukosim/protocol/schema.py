@@ -140,8 +140,14 @@ def _within(name: str, dist: Distribution, low: float, high: float) -> None:
                        name, *where)
 
 
+#: Disease stages whose chemosensitivity is scaled by the registry's ``chemosensitivity_relapsed``.
+RELAPSED_DISEASE = ("first_relapse", "relapsed_refractory")
+
+
 class Population(StrictModel):
-    """Eligibility and baseline distributions of the virtual population."""
+    """Eligibility and baseline distributions of the virtual population. ``chemosensitivity`` is relative to
+    the typical patient of the population's disease stage (relapsed disease is scaled by the registry's
+    ``chemosensitivity_relapsed``)."""
 
     description: str = ""
     disease: Literal["newly_diagnosed", "first_relapse", "relapsed_refractory", "mrd_positive"]

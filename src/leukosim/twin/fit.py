@@ -35,7 +35,7 @@ from ..model.registry import INDEX, PARAMETERS, ParameterSet, default_parameters
 from ..population.covariates import Covariates, sample_distribution
 from ..population.individual import IIV_OMEGA, parameters_from_etas
 from ..population.streams import Stream
-from ..protocol.schema import Arm, Population, Protocol
+from ..protocol.schema import RELAPSED_DISEASE, Arm, Population, Protocol
 from .data import PatientData
 
 __all__ = ["RESIDUAL_SD", "INFORMED_BY", "PatientFit", "PatientModel", "fit_patient", "patient_covariates",
@@ -75,7 +75,7 @@ _POPULATION_MEDIAN = ("cd19_negative_fraction", "cd22_low_fraction", "lineage_sw
 def patient_covariates(data: PatientData, population: Population) -> tuple[Covariates, dict[str, str]]:
     """The patient's covariates (one row, patient id 0) and where each comes from: measured ones from the data
     file (baseline marrow blasts from BLAST, not from the first MRD), latent ones (antigen-negative subclone
-    shares, T-cell fitness, chemosensitivity) at the median of the protocol population's law, prior
+    shares, T-cell fitness, chemosensitivity, transplant access) at the median of the population's law, prior
     blinatumomab as the population's majority."""
     values: dict[str, NDArray] = {"patient_id": np.zeros(1, dtype=np.int64)}
     sources: dict[str, str] = {}
@@ -88,6 +88,10 @@ def patient_covariates(data: PatientData, population: Population) -> tuple[Covar
         sources[name] = "population median"
     values["prior_blinatumomab"] = np.array([population.prior_blinatumomab_fraction > 0.5])
     sources["prior_blinatumomab"] = "population majority"
+    values["relapsed"] = np.array([population.disease in RELAPSED_DISEASE])
+    sources["relapsed"] = "population disease stage"
+    values["hsct_access_quantile"] = np.array([0.5])
+    sources["hsct_access_quantile"] = "population median"
     return Covariates(**values), sources
 
 
@@ -225,7 +229,7 @@ class PatientFit:
     def patient_covariates(self) -> Covariates:
         """The patient's covariates (one row, patient id 0)."""
         values = {name: np.array([value]) for name, value in self.covariates.items()}
-        for name in ("male", "prior_hsct", "prior_blinatumomab"):
+        for name in ("male", "prior_hsct", "prior_blinatumomab", "relapsed"):
             values[name] = values[name].astype(bool)
         return Covariates(patient_id=np.zeros(1, dtype=np.int64), **values)
 
