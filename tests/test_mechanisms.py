@@ -129,3 +129,13 @@ def test_blinatumomab_depletes_blood_b_cells_within_two_days_first_order() -> No
     ratio = b_cells[[1.0, 2.0]].div(b_cells[0.0], axis=0).median()
     assert ratio[2.0] < 0.05  # depleted within 48 h
     assert ratio[1.0] > ratio[2.0] * 2 and ratio[1.0] > 1e-3  # a first-order fall over days, not within hours
+
+
+def test_crs_needs_inflammation_whatever_the_patient_susceptibility() -> None:
+    """Susceptibility scales the inflammatory excess over normal serum IL-6, so even an extreme spread of
+    susceptibility never grades CRS (or kills) at baseline IL-6."""
+    values = leukosim.default_parameters().replace(crs_susceptibility_sd=5.0)
+    patients = _ok(leukosim.simulate_trial("eliana", 200, seed=1, parameters=values, trajectory_patients=0).patients)
+    graded = patients[patients["crs_max_grade"].astype(float) >= 1]
+    assert len(graded) > 20
+    assert (graded["il6_max_pg_per_mL"].astype(float) > values["il6_baseline"] * 1.01).all()

@@ -21,7 +21,6 @@ from .trial import DEFAULT_TRAJECTORY_PATIENTS
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="leukosim: in-silico trials of pediatric B-ALL immunotherapy. RESEARCH USE ONLY.")
 console = Console()
-_PIPED_TABLE_WIDTH = 160  # characters
 errors = Console(stderr=True)
 
 NOTICE = "Research use only: not a medical device, not advice for any individual patient."
@@ -32,7 +31,7 @@ def _fail(message: str) -> NoReturn:
     raise typer.Exit(code=2)
 
 
-_PARAMETERS_HELP = "parameter set: a shipped name (literature-0.1, calibrated-0.1) or a JSON file (default: shipped)"
+_PARAMETERS_HELP = "parameter set: a shipped name (literature-0.1, calibrated-0.2) or a JSON file (default: shipped)"
 
 
 def _parameter_set(source: str | None) -> ParameterSet:
@@ -97,7 +96,7 @@ def run(
     if not no_report:
         from .report import write_report
 
-        console.print(f"report: {write_report(out)}")
+        console.print(f"report: {write_report(out, outcome.statistics)}")
     console.print(f"[dim]{NOTICE}[/]")
 
 
@@ -151,8 +150,7 @@ def validate(
         shown.add_row(row.protocol, str(row.arm or ""), escape(row.target), f"{row.published:.3g}",
                       f"{row.reference_low:.3g}-{row.reference_high:.3g}", f"{row.simulated:.3g}",
                       f"{row.simulated_ci_low:.3g}-{row.simulated_ci_high:.3g}", verdict)
-    # piped output has no terminal width: print the table at full width instead of folding every cell
-    console.print(shown, width=None if console.is_terminal else _PIPED_TABLE_WIDTH)
+    console.print(shown)
     hits = hit_fractions(table)
     summary = Table(title="hit fraction (targets with a 95% interval)")
     for column in ("therapy class", "targets", "with interval", "hits", "hit fraction"):

@@ -31,7 +31,7 @@ from ..model.readouts import (
 )
 from ..model.registry import INDEX
 from ..model.rhs import SOS_WINDOW_DAYS, blinatumomab_concentration, derivatives, inotuzumab_concentration
-from ..model.toxicity import crs_signs, neuro_signs
+from ..model.toxicity import crs_signs, inflammatory_signal, neuro_signs
 from ..observe.assays import B_CELL_APLASIA_PER_UL
 from ..observe.grading import crs_grade_astct, icans_grade_astct
 from .extinction import (
@@ -91,6 +91,7 @@ _AGE = D["age_years"]
 _MARROW_NORMAL = D["marrow_normal"]
 _T_NORMAL = D["t_normal"]
 _CRS_SUSC = D["crs_susceptibility"]
+_IL6_BASELINE = INDEX["il6_baseline"]
 _ICANS_SUSC = D["icans_susceptibility"]
 
 # Dormand-Prince 5(4) tableau
@@ -267,7 +268,7 @@ def _monitor(t: float, h: float, y: np.ndarray, p: np.ndarray, u: np.ndarray, c:
     steroid = c[C_STEROID_TIME] >= 0.0 and t - c[C_STEROID_TIME] < 7.0
     treated = c[C_TOCILIZUMAB_TIME] >= 0.0 or c[C_STEROID_TIME] >= 0.0
     factor = (p[_TOCI_EFFECT] if toci else 1.0) * (p[_STEROID_EFFECT] if steroid else 1.0)
-    signal = il6 * p[_CRS_SUSC] * factor
+    signal = inflammatory_signal(il6, p[_IL6_BASELINE], p[_CRS_SUSC], factor)
     crs = 0
     if signal >= p[_FEVER] or treated:
         fever, hypotension, hypoxia = crs_signs(signal, p[_FEVER], p[_HYPOTENSION], p[_HYPOXIA])
@@ -282,7 +283,7 @@ def _monitor(t: float, h: float, y: np.ndarray, p: np.ndarray, u: np.ndarray, c:
         c[C_CRS_MAX] = 5.0
         _terminate(c, EVENT_DEATH_CRS, t)
         return False
-    neuro = il6 * p[_ICANS_SUSC] * (p[_STEROID_EFFECT] if steroid else 1.0)
+    neuro = inflammatory_signal(il6, p[_IL6_BASELINE], p[_ICANS_SUSC], p[_STEROID_EFFECT] if steroid else 1.0)
     icans = 0
     if neuro >= p[_ICANS]:
         impairment, consciousness, seizure, motor, edema = neuro_signs(neuro, p[_ICANS])

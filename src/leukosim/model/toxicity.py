@@ -26,8 +26,9 @@ PARAMETERS = (
               "IL-6 for hypotension needing fluids (one vasopressor x4, multiple x16)", bounds=(50.0, 5000.0)),
     Parameter("crs_hypoxia_il6", 400.0, "pg/mL", "assumption [U]", True,
               "IL-6 for low-flow oxygen (high-flow x4, positive pressure x16)", bounds=(50.0, 5000.0)),
-    Parameter("crs_susceptibility_sd", 0.8, "log", "assumption: between-patient spread of CRS severity [U]", True,
-              "SD of the patient's log susceptibility to CRS signs"),
+    Parameter("crs_susceptibility_sd", 0.8, "log", "assumption: between-patient spread of CRS severity [U]; "
+              "bounds: at most a factor ~4.5 per SD", True, "SD of the patient's log susceptibility to CRS signs",
+              bounds=(0.1, 1.5)),
     Parameter("crs_fatal_il6_factor", 8.0, "-", "assumption: fatal CRS beyond refractory grade 4 [U]", True,
               "IL-6 multiple of the multiple-vasopressor level at which CRS is fatal"),
     Parameter("tocilizumab_effect", 0.25, "-", "assumption: IL-6R blockade; no effect on CAR expansion "
@@ -36,8 +37,8 @@ PARAMETERS = (
               "factor on the effective IL-6 and neuro signal after corticosteroids"),
     Parameter("icans_il6", 400.0, "pg/mL", "assumption: ICANS follows CRS (ELIANA G3 neuro 32% with G4 CRS) [U]",
               True, "effective IL-6 at which encephalopathy starts"),
-    Parameter("icans_susceptibility_sd", 1.0, "log", "assumption [U]", True,
-              "SD of the patient's log susceptibility to neurotoxicity"),
+    Parameter("icans_susceptibility_sd", 1.0, "log", "assumption [U]; bounds as crs_susceptibility_sd", True,
+              "SD of the patient's log susceptibility to neurotoxicity", bounds=(0.1, 1.5)),
     Parameter("sos_hazard_per_injury", 1.0e-3, "1/day", "none: calibrate to INO-VATE VOD 14% [U]", True,
               "SOS/VOD hazard per unit sinusoidal injury"),
     Parameter("sos_transplant_factor", 10.0, "-", "assumption: conditioning multiplies SOS risk (INO-VATE 22% "
@@ -54,6 +55,13 @@ PARAMETERS = (
 # ------------------------------------------------------------------------------------ symptom layer
 # Signs escalate in fixed multiples of their IL-6 threshold: level n needs 4**(n-1) times the first level.
 _LEVEL_FACTOR = 4.0
+
+
+@numba.njit(cache=True, error_model="numpy")
+def inflammatory_signal(il6: float, baseline: float, susceptibility: float, treatment: float) -> float:
+    """Effective IL-6 signal (pg/mL) for the symptom layer: the patient's susceptibility and anti-cytokine
+    treatment (factors) scale the excess over normal serum IL-6, never the normal level itself."""
+    return baseline + max(0.0, il6 - baseline) * susceptibility * treatment
 
 
 @numba.njit(cache=True, error_model="numpy")
