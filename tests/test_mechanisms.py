@@ -1,8 +1,8 @@
 """Checks a mechanistic model must pass whatever its targets (issue 4, validation by mechanism). Each compares
 simulated cohorts that differ in one thing (burden, persistence) or compares patients within one cohort; the
 effects are large enough that 400 virtual patients per cohort resolve them, and every comparison states the
-statistic it uses. Checks the shipped model fails are marked ``xfail(strict=True)`` with the deficiency: they
-document it, and turn red the day the model passes them (remove the mark then)."""
+statistic it uses. A check the shipped model fails is marked ``xfail(strict=True)`` with the deficiency: it
+documents it, and turns red the day the model passes it (remove the mark then)."""
 
 from __future__ import annotations
 
@@ -58,8 +58,6 @@ def test_higher_burden_before_car_t_gives_lower_efs(by_burden: dict[str, pd.Data
     assert efs["high"] < efs["low"]
 
 
-@pytest.mark.xfail(strict=True, reason="model deficiency: with calibrated-0.1 almost every ELIANA patient responds "
-                   "(ORR ~99% vs 82% published), so there are too few non-responders to compare")
 def test_lower_car_t_expansion_goes_with_non_response(eliana_cohort: pd.DataFrame) -> None:
     cmax = car_kinetics(eliana_cohort).query("parameter == 'cmax'").iloc[0]
     assert cmax["n_nonresponders"] >= 5, "too few non-responders to compare"
@@ -79,8 +77,6 @@ def _cd19_positive_relapse(patients: pd.DataFrame) -> float:
     return float((ok["relapse_phenotype"].astype("string").fillna("") == "CD19+").mean())
 
 
-@pytest.mark.xfail(strict=True, reason="model deficiency: after CAR-T the model gives (almost) no CD19+ relapses "
-                   "(all are antigen-loss), so longer persistence has no CD19+ relapses to prevent")
 def test_longer_persistence_lowers_cd19_positive_relapse(eliana: Protocol) -> None:
     short = leukosim.default_parameters()
     long = _long_persistence(short)
@@ -91,7 +87,6 @@ def test_longer_persistence_lowers_cd19_positive_relapse(eliana: Protocol) -> No
     assert _cd19_positive_relapse(runs["long"]) < _cd19_positive_relapse(runs["short"])
 
 
-@pytest.mark.xfail(strict=True, reason="model deficiency: no CD19+ relapses after CAR-T in the model (see above)")
 def test_within_a_cohort_longer_aplasia_goes_with_fewer_cd19_positive_relapses(eliana_cohort: pd.DataFrame) -> None:
     responders = _ok(eliana_cohort)
     responders = responders[responders["best_response"].isin(RESPONDER)]
