@@ -14,7 +14,8 @@
    :func:`leukosim.trial.simulate_trial`'s result with the same settings.
 4. ``summary.json`` from the statistics columns of the patient table only (text as categoricals; a million
    patients in well under 2 GB), ``protocol.json``, then ``manifest.json`` LAST: a directory
-   without a manifest is never a complete run. The parts are removed after the manifest is written.
+   without a manifest is never a complete run. The parts are removed after the manifest is written. The
+   statistics tables are returned too (:attr:`RunOutcome.statistics`), so the report need not compute them again.
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ import pyarrow.parquet as pq
 
 from . import __version__
 from .backends import Backend, ChunkParts, ChunkTask, LocalBackend
+from .endpoints.summary import trial_statistics
+from .io.memory import release_memory
 from .io.parquet import canonical_schema, write_canonical
 from .io.rundir import (
     EVENTS, MANIFEST, PATIENTS, SUMMARY, TRAJECTORIES, file_metadata, read_statistics_patients, write_manifest,
@@ -55,11 +58,14 @@ class RunSettingsError(ValueError):
 
 @dataclass(frozen=True)
 class RunOutcome:
-    """A completed run directory: its path, manifest, and how many chunks this call computed."""
+    """A completed run directory: its path, manifest, how many chunks this call computed, and the statistics
+    tables of its ``summary.json`` (:func:`~leukosim.endpoints.summary.trial_statistics`) when this call wrote it
+    (``None`` when the run was complete already)."""
 
     path: Path
     manifest: dict[str, object]
     computed_chunks: int
+    statistics: dict[str, pd.DataFrame] | None = None
 
     def summary(self) -> pd.DataFrame:
         """Main endpoints of each arm, as in ``summary.json`` (table ``main``)."""
@@ -185,6 +191,7 @@ def run_trial(protocol: Protocol | str | Path, n_patients: int, out_dir: str | P
             if progress is not None:
                 progress(chunk.stop - chunk.first)
         timings["simulate"] = time.perf_counter() - started
+    release_memory()  # each stage below starts from what it holds, not from the previous one's peak
     computed = sum(stop - first for first, stop in todo)
     timings["patients_per_s"] = computed / timings["simulate"] if computed and timings["simulate"] > 0 else 0.0
 
@@ -195,8 +202,11 @@ def run_trial(protocol: Protocol | str | Path, n_patients: int, out_dir: str | P
     manifest["resumed"] = len(todo) < len(ranges)
     write_protocol(out, protocol)
     _assemble(parts, ranges, out, file_metadata(manifest))
-    write_summary(out, protocol, read_statistics_patients(out / PATIENTS))
+    release_memory()
+    statistics = trial_statistics(protocol, read_statistics_patients(out / PATIENTS))
+    write_summary(out, protocol, statistics)
+    release_memory()
     timings["assemble_and_summarise"] = time.perf_counter() - started
     write_manifest(out, manifest)
     shutil.rmtree(parts, ignore_errors=True)
-    return RunOutcome(out, manifest, len(todo))
+    return RunOutcome(out, manifest, len(todo), statistics)

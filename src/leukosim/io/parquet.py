@@ -18,6 +18,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from .memory import release_memory
+
 __all__ = ["ROW_GROUP_ROWS", "to_arrow", "encode", "canonical_schema", "write_canonical", "read_frame"]
 
 ROW_GROUP_ROWS = 65_536
@@ -104,5 +106,5 @@ def read_frame(path: Path, columns: Sequence[str] | None = None, categorical: bo
         data[name] = values if strings and categorical else values.astype(dtypes[name])
         del values
         del column
-        pa.default_memory_pool().release_unused()  # Arrow's allocator keeps freed pages otherwise
-    return pd.DataFrame(data)
+        release_memory()
+    return pd.DataFrame(data, copy=False)  # the columns as read (a copy would double the peak)

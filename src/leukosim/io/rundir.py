@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ..endpoints.summary import statistics_columns, trial_statistics
@@ -49,9 +51,9 @@ def _write_text(path: Path, text: str) -> None:
     os.replace(partial, path)
 
 
-def summary_document(protocol: Protocol, patients: pd.DataFrame) -> dict[str, object]:
-    """``summary.json`` content: every statistics table as a list of records (NaN -> null, inf -> "inf")."""
-    tables = trial_statistics(protocol, patients)
+def summary_document(protocol: Protocol, tables: dict[str, pd.DataFrame]) -> dict[str, object]:
+    """``summary.json`` content: every statistics table (:func:`~leukosim.endpoints.summary.trial_statistics`) as
+    a list of records (NaN -> null, inf -> "inf")."""
     return {
         "protocol": protocol.name,
         "notice": "Research use only. Not a medical device; not advice for any individual patient.",
@@ -59,10 +61,10 @@ def summary_document(protocol: Protocol, patients: pd.DataFrame) -> dict[str, ob
     }
 
 
-def write_summary(run_dir: str | Path, protocol: Protocol, patients: pd.DataFrame) -> Path:
-    """Write ``summary.json`` of a run directory and return its path."""
+def write_summary(run_dir: str | Path, protocol: Protocol, tables: dict[str, pd.DataFrame]) -> Path:
+    """Write ``summary.json`` of a run directory from its statistics tables and return its path."""
     path = Path(run_dir) / SUMMARY
-    document = summary_document(protocol, patients)
+    document = summary_document(protocol, tables)
     _write_text(path, json.dumps(document, indent=1, allow_nan=False, ensure_ascii=False) + "\n")
     return path
 
@@ -86,7 +88,7 @@ def write_run(result: TrialResult, out_dir: str | Path) -> Path:
     _write_parquet(patients, out / PATIENTS, provenance)
     _write_parquet(result.events, out / EVENTS, provenance)
     _write_parquet(result.trajectories, out / TRAJECTORIES, provenance)
-    write_summary(out, result.protocol, patients)
+    write_summary(out, result.protocol, trial_statistics(result.protocol, patients))
     write_manifest(out, manifest)
     return out
 
@@ -139,13 +141,21 @@ def read_statistics_patients(path: str | Path) -> pd.DataFrame:
 
 
 def read_events(path: str | Path, patient_ids: Sequence[int] | np.ndarray) -> pd.DataFrame:
-    """The rows of the events table at ``path`` of the patients ``patient_ids`` (filtered while reading: the
-    table is in patient-id order, so only the row groups that hold them are decoded), as ``pd.read_parquet``
-    types them."""
-    ids = sorted({int(i) for i in patient_ids})
-    if not ids:
-        return pq.read_schema(path).empty_table().to_pandas()
-    return pq.read_table(path, filters=[("patient_id", "in", ids)]).to_pandas()
+    """The rows of the events table at ``path`` of the patients ``patient_ids``, as ``pd.read_parquet`` types
+    them. Filtered while reading: the table is in patient-id order, and only the row groups whose patient-id range
+    (from the file's statistics) holds one of them are decoded, one at a time."""
+    ids = np.unique(np.asarray(patient_ids, dtype=np.int64))
+    file = pq.ParquetFile(path)
+    column = file.schema_arrow.get_field_index("patient_id")
+    pieces = [file.schema_arrow.empty_table()]
+    for group in range(file.metadata.num_row_groups):
+        statistics = file.metadata.row_group(group).column(column).statistics
+        if (statistics is not None and statistics.has_min_max
+                and np.searchsorted(ids, statistics.min) == np.searchsorted(ids, statistics.max, side="right")):
+            continue  # none of the ids in this row group's range
+        table = file.read_row_group(group)
+        pieces.append(table.filter(pc.is_in(table["patient_id"], pa.array(ids))))
+    return pa.concat_tables(pieces).to_pandas()
 
 
 def read_run(run_dir: str | Path, statistics_only: bool = False,

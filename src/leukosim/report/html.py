@@ -137,10 +137,12 @@ def _infusion_days(events: pd.DataFrame) -> pd.Series:
     return doses.groupby("patient_id")["day"].min()
 
 
-def render_report(run: RunDirectory) -> str:
-    """The report of a run directory as one HTML document."""
+def render_report(run: RunDirectory, tables: dict[str, pd.DataFrame] | None = None) -> str:
+    """The report of a run directory as one HTML document; ``tables`` are its statistics tables
+    (:func:`~leukosim.endpoints.summary.trial_statistics` of ``run.patients``), computed here if not given."""
     protocol, patients = run.protocol, run.patients
-    tables = trial_statistics(protocol, patients)
+    if tables is None:
+        tables = trial_statistics(protocol, patients)
     assays = [a for arm in protocol.arms for phase in arm.phases for a in phase.assess]
     detection_limit = min((ASSAYS[a.assay].limit_of_detection for a in assays), default=1e-4)
     empty = pd.DataFrame()
@@ -196,14 +198,15 @@ def _event_patients(patients: pd.DataFrame, trajectories: pd.DataFrame) -> np.nd
                       trajectories["patient_id"].unique())
 
 
-def write_report(run_dir: str | Path) -> Path:
+def write_report(run_dir: str | Path, tables: dict[str, pd.DataFrame] | None = None) -> Path:
     """Write ``report.html`` into a completed run directory and return its path. Reads only what the report
     shows: the statistics columns of the patient table and the events of the swimmer plot's and the recorded
-    patients (the same page as :func:`render_report` of the whole :func:`~leukosim.io.rundir.read_run`)."""
+    patients (the same page as :func:`render_report` of the whole :func:`~leukosim.io.rundir.read_run`).
+    ``tables``: the run's statistics tables if already computed (:attr:`leukosim.runner.RunOutcome.statistics`)."""
     run = read_run(run_dir, statistics_only=True, event_patients=_event_patients)
     path = run.path / REPORT
     partial = path.with_suffix(".html.partial")
-    partial.write_text(render_report(run), encoding="utf-8")
+    partial.write_text(render_report(run, tables), encoding="utf-8")
     os.replace(partial, path)
     return path
 
