@@ -10,6 +10,8 @@ import hashlib
 import json
 import os
 import signal
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -180,6 +182,33 @@ def test_cli_local_cluster_writes_the_same_bytes_with_one_thread_per_worker(refe
             return numba.get_num_threads(), os.environ.get("OMP_NUM_THREADS"), os.environ.get("OPENBLAS_NUM_THREADS")
 
         assert list(backend.client.run(threads).values()) == [(1, "1", "1")]
+
+
+_NUMBA_FIRST = """
+import numba  # before Dask applies the worker environment in the spawned worker, as `leukosim run` imports it
+
+from leukosim.backends import DaskBackend
+
+
+class Threads:
+    def __call__(self, first: int, stop: int) -> int:
+        return numba.get_num_threads()
+
+
+if __name__ == "__main__":
+    with DaskBackend(workers=1) as backend:
+        print(sorted(backend.map(Threads(), [(0, 1), (1, 2)])))
+"""
+
+
+def test_chunks_run_on_one_thread_when_the_main_module_imported_numba_first(tmp_path: Path) -> None:
+    """A spawned worker imports the main module before it sets its environment; the ``leukosim`` command's main
+    module imports numba, whose default is then every core (the chunks ran on 2 threads per 1-thread worker)."""
+    script = tmp_path / "main.py"
+    script.write_text(_NUMBA_FIRST)
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[1, 1]"
 
 
 def test_cli_rejects_workers_with_scheduler(tmp_path: Path) -> None:

@@ -121,13 +121,15 @@ _ENGINE_LOCK = threading.Lock()
 
 def _on_worker(task: ChunkTask, first: int, stop: int) -> ChunkParts:
     """Run one chunk on a Dask worker: one chunk at a time per process (the engine's threads are the unit of
-    parallelism), numba threads = the worker's threads unless NUMBA_NUM_THREADS is set."""
+    parallelism), numba threads = NUMBA_NUM_THREADS if set, otherwise the worker's threads. Set for every chunk:
+    numba takes its default from the environment when first imported, which in a spawned worker process can be
+    before Dask applies the worker's environment (the ``leukosim`` command's main module imports numba)."""
     import numba
     from distributed import get_worker
 
+    threads = int(os.environ.get("NUMBA_NUM_THREADS", get_worker().state.nthreads))
     with _ENGINE_LOCK:
-        if "NUMBA_NUM_THREADS" not in os.environ:
-            numba.set_num_threads(max(1, min(get_worker().state.nthreads, numba.config.NUMBA_NUM_THREADS)))
+        numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
         return task(first, stop)
 
 
