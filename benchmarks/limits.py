@@ -1,7 +1,9 @@
-"""The engine at the limit: against SciPy and libRoadRunner, scaling from 1 to 2 threads, and the flop bound.
+"""The engine at the limit: against SciPy and libRoadRunner, scaling from 1 to 2 threads and from 1 to 2 Dask
+workers, and the flop bound.
 
     python benchmarks/limits.py [--protocol eliana] [--patients 2000] [--scipy-patients 10]
                                 [--roadrunner-patients 10] [--replay-patients 4] [--repeats 3]
+                                [--dask-patients 40000] [--dask-chunk-size 1000]
 
 All three solvers integrate the same problem, in one process run: the deterministic course of
 ``engine.reference.deterministic_course`` (patients 0..N-1 of the protocol's first arm, its complete-responder
@@ -16,6 +18,13 @@ roadrunner against.
 * roadrunner: libRoadRunner (CVODE, rtol 1e-6, atol 1e-8) on ``course_sbml`` of each of M patients (one SBML
   document per patient: its parameters, doses and dose times are its own). Documents are loaded (LLVM
   compilation) before timing; the time is ``reset()`` + ``simulate(0, t_end, 2)`` per patient, best of 2 passes.
+* dask: the whole trial (``backends.ChunkTask``: simulation and Parquet encoding of each chunk) of
+  --dask-patients patients in chunks of --dask-chunk-size through ``DaskBackend.map``, on one local cluster
+  started here (worker processes with 1 thread each, ``backends.worker_environment``): first with 1 worker,
+  then scaled to 2. Before each timing every worker computes a one-patient chunk (compilation or cache load,
+  imports), untimed, and chunks are checked to run on 1 numba thread. 40 chunks by default (20 per worker with
+  2) keep both workers busy: an uneven finish costs at most about one chunk. Scaling efficiency = (rate with 2
+  workers / rate with 1 worker) / 2; --dask-patients 0 skips it.
 * flop bound: RHS evaluations of the engine (accepted steps of the compiled run x RHS evaluations per accepted
   step from an interpreted replay of the engine's own step loop with a counting RHS, ``engine.replay``) x
   :data:`FLOPS_PER_RHS` (a hand count of ``model.rhs.derivatives``, below), plus the Dormand-Prince stage
@@ -29,6 +38,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import logging
 import os
 import sys
 import time
@@ -41,11 +51,15 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import engine as engine_bench  # noqa: E402  (benchmarks/engine.py)
 
+from leukosim.backends import ChunkTask, DaskBackend, worker_environment  # noqa: E402
 from leukosim.engine.integrator import N_RECORD, N_RULE_COLUMNS, integrate_batch  # noqa: E402
 from leukosim.engine.reference import DeterministicCourse, deterministic_course, solve_patient  # noqa: E402
 from leukosim.model.layout import C_STEPS, N_STATES, S_CAR_EXHAUSTED, S_LEUKEMIA, STATE_NAMES  # noqa: E402
+from leukosim.model.registry import default_parameters  # noqa: E402
 from leukosim.population.streams import Stream  # noqa: E402
 from leukosim.protocol.load import load_protocol  # noqa: E402
+from leukosim.protocol.schema import Protocol  # noqa: E402
+from leukosim.runner import chunk_ranges  # noqa: E402
 
 RTOL, ATOL = 1.0e-6, 1.0e-8
 LOG_STATES = slice(S_LEUKEMIA, S_CAR_EXHAUSTED + 1)
@@ -153,6 +167,35 @@ def roadrunner_runs(course: DeterministicCourse, rows: np.ndarray) -> tuple[floa
     return best, final, load
 
 
+def engine_threads(first: int, stop: int) -> int:
+    """The numba threads a chunk is computed with (a task for ``DaskBackend.map``)."""
+    return numba.get_num_threads()
+
+
+def dask_rates(protocol: Protocol, n: int, chunk_size: int, seed: int) -> dict[int, float]:
+    """Patients per second of ``DaskBackend.map`` over ``n`` patients with 1, then 2 workers of one local cluster
+    (process workers, 1 thread each; every worker warmed up untimed before each timing)."""
+    from distributed import LocalCluster
+
+    task = ChunkTask(protocol, default_parameters(), seed, trajectory_patients=0)
+    ranges = chunk_ranges(n, chunk_size)
+    rates = {}
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=":0",
+                      silence_logs=logging.ERROR, env=worker_environment()) as cluster:
+        for workers in (1, 2):
+            cluster.scale(workers)
+            with DaskBackend(scheduler=cluster.scheduler_address) as backend:
+                backend.client.wait_for_workers(workers)
+                backend.client.run(task, 0, 1)  # every worker: compile or load the engine, import the encoders
+                threads = set(backend.map(engine_threads, [(k, k + 1) for k in range(2 * workers)]))
+                if threads != {1}:
+                    raise SystemExit(f"chunks ran with {threads} numba threads, expected 1")
+                started = time.perf_counter()
+                done = sum(chunk.stop - chunk.first for chunk in backend.map(task, ranges))
+                rates[workers] = done / (time.perf_counter() - started)
+    return rates
+
+
 def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
@@ -168,6 +211,8 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
                         help="days since enrollment; drug-free after the path (its last drive is zero)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--dask-patients", type=int, default=40_000, help="0 skips the Dask scaling")
+    parser.add_argument("--dask-chunk-size", type=int, default=1000)
     args = parser.parse_args(argv)
 
     protocol = load_protocol(args.protocol)
@@ -218,6 +263,17 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     rhs_us = engine_bench.component_costs_us(profile.samples, rules)["rhs"]
     peak_core = scalar_flops_per_s()
 
+    dask: dict[str, object] = {}
+    if args.dask_patients > 0:
+        log(f"dask: {args.dask_patients} patients in chunks of {args.dask_chunk_size}, 1 then 2 workers")
+        dask_load = os.getloadavg()[0]
+        rates = dask_rates(protocol, args.dask_patients, args.dask_chunk_size, seed)
+        dask = {"dask_patients": args.dask_patients, "dask_chunk_size": args.dask_chunk_size,
+                "dask_load_average_1min": round(dask_load, 2),
+                "dask_patients_per_s_1_worker": round(rates[1], 1),
+                "dask_patients_per_s_2_workers": round(rates[2], 1),
+                "scaling_efficiency_1_to_2_dask_workers": round(rates[2] / rates[1] / 2, 3)}
+
     steps = c_engine[:, C_STEPS].astype(float)
     rhs_per_step = profile.rhs.sum() / profile.steps.sum()
     rhs_evals = steps.sum() * rhs_per_step
@@ -258,6 +314,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
         "rhs_us_isolated": round(rhs_us, 4),
         "rhs_flops_per_s_isolated": float(f"{FLOPS_PER_RHS / (rhs_us * 1e-6):.4g}"),
         "rhs_share_of_engine_time_1_thread": round(rhs_evals * rhs_us * 1e-6 / wall_1, 3),
+        **dask,
     }
 
 
