@@ -14,6 +14,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from .calibration.fit import CalibrationSettings
 from .model.registry import PARAMETERS, ParameterSet, ParameterSetError, default_parameters, load_parameter_set
 from .protocol.load import ProtocolError, bundled_protocols, load_protocol, protocol_json_schema
 from .trial import DEFAULT_TRAJECTORY_PATIENTS
@@ -171,14 +172,15 @@ def validate(
 @app.command()
 def calibrate(
     out: Path = typer.Option(..., "--out", "-o", help="parameter-set file to write (JSON)"),
-    patients: int = typer.Option(None, "--patients", "-n", min=10,
-                                 help="virtual patients per protocol and evaluation [default: 200]"),
-    evaluations: int = typer.Option(None, "--evaluations", min=1, help="CMA-ES evaluation budget [default: 700]"),
-    seed: int = typer.Option(None, "--seed", "-s", min=0, help="seed of the common virtual cohort"),
+    patients: int = typer.Option(CalibrationSettings.n_patients, "--patients", "-n", min=10,
+                                 help="virtual patients per protocol and evaluation"),
+    evaluations: int = typer.Option(CalibrationSettings.max_evaluations, "--evaluations", min=1,
+                                    help="CMA-ES evaluation budget"),
+    seed: int = typer.Option(CalibrationSettings.seed, "--seed", "-s", min=0, help="seed of the common virtual cohort"),
     reproduce: Path = typer.Option(None, "--reproduce", help="re-run with the settings recorded in this file"),
 ) -> None:
     """Fit the calibratable parameters jointly to every calibration protocol's targets."""
-    from .calibration.fit import CalibrationSettings, settings_from_file, write_parameter_set
+    from .calibration.fit import settings_from_file, write_parameter_set
     from .calibration.fit import calibrate as run_calibration
 
     if reproduce is not None:
@@ -188,8 +190,7 @@ def calibrate(
             _fail(f"{reproduce}: no usable calibration settings ({error})")
             return
     else:
-        given = {"n_patients": patients, "max_evaluations": evaluations, "seed": seed}
-        settings = CalibrationSettings(name=out.stem, **{k: v for k, v in given.items() if v is not None})
+        settings = CalibrationSettings(name=out.stem, n_patients=patients, max_evaluations=evaluations, seed=seed)
     with console.status("calibrating") as status:
         document = run_calibration(settings, progress=lambda message: status.update(escape(message)))
     write_parameter_set(document, out)

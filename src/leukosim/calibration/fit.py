@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from ..io.jsonsafe import json_safe
-from ..model.registry import INDEX, LITERATURE, PARAMETERS, literature_parameters
+from ..model.registry import DEFAULT, INDEX, LITERATURE, PARAMETERS, literature_parameters
 from ..protocol.load import bundled_protocols, load_protocol
 from ..protocol.schema import Protocol
 from .objective import PRIOR_SD_DECADES, CalibrationObjective
@@ -42,7 +42,7 @@ _DEFAULT_SPAN_DECADES = 3.0
 class CalibrationSettings:
     """Everything that determines a calibration result."""
 
-    name: str = "calibrated-0.2"
+    name: str = DEFAULT
     n_patients: int = 200
     seed: int = 20261123
     protocols: tuple[str, ...] = ()

@@ -91,8 +91,8 @@ _AGE = D["age_years"]
 _MARROW_NORMAL = D["marrow_normal"]
 _T_NORMAL = D["t_normal"]
 _CRS_SUSC = D["crs_susceptibility"]
-_IL6_BASELINE = INDEX["il6_baseline"]
 _ICANS_SUSC = D["icans_susceptibility"]
+_IL6_BASELINE = INDEX["il6_baseline"]
 
 # Dormand-Prince 5(4) tableau
 _C2, _C3, _C4, _C5 = 1 / 5, 3 / 10, 4 / 5, 8 / 9

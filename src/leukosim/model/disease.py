@@ -24,8 +24,9 @@ PARAMETERS = (
               "baseline per-capita death (apoptosis) of leukemic cells"),
     Parameter("marrow_cells_per_kg", 1.04e10, "cells/kg", "Harrison 1962 J Clin Pathol 15:254 (59Fe method) [P]",
               False, "total nucleated marrow cells per kg body weight at 100% cellularity"),
-    Parameter("chemosensitivity_relapsed", 0.5, "-", "[U] direction: relapsed blasts resist glucocorticoids "
-              "(357x prednisolone) and 0.8-1.9x other drugs in vitro (Klumper 1995 Blood 86:3861) [P]", True,
+    Parameter("chemosensitivity_relapsed", 0.5, "-", "assumption [U]; direction: relapsed blasts resist "
+              "glucocorticoids (357x prednisolone) and other drugs 0.8-1.9x in vitro (Klumper 1995 Blood 86:3861) "
+              "[P]", True,
               "typical chemosensitivity of relapsed or refractory disease relative to newly diagnosed (the "
               "population's chemosensitivity law is relative to its disease stage)", bounds=(0.05, 1.0)),
     Parameter("switch_cd19_loss", 1.0e-12, "1/day", "none: calibrate to CD19- relapse share (Lamble 2023) [U]",

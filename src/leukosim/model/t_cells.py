@@ -30,10 +30,10 @@ PARAMETERS = (
               True, "maximal proliferation of drug-engaged activated T cells"),
     Parameter("blin_kill_rate", 275.19, "1/day", "Hosseini 2020 kBkill [P]", True,
               "blinatumomab-mediated kill-rate scale"),
-    Parameter("blin_blood_kill_max", 10.0, "1/day", "[D] Hijazi 2018 (NHL): blood B cells depleted within 48 h "
-              "at >= 5 ug/m2/day, first-order (> 99% in 2 days: >= 2.3/day at the drug and T:target terms of "
-              "5 ug/m2/day) [P]", True, "maximal blinatumomab kill rate of circulating B cells",
-              bounds=(2.0, 100.0)),
+    Parameter("blin_blood_kill_max", 10.0, "1/day", "assumption [U], constrained by Hijazi 2018 (NHL, [P]): blood "
+              "B cells depleted within 48 h at >= 5 ug/m2/day, first-order, i.e. >= 2.3/day; 10/day keeps that "
+              "at 5 ug/m2/day (drug term 0.43) and fitness 0.8 once the T:B ratio saturates", True,
+              "maximal blinatumomab kill rate of circulating B cells", bounds=(2.0, 100.0)),
     Parameter("blin_marrow_kill_efficiency", 0.1, "-", "Hosseini 2020 fBkill (tissue) [P]", False,
               "tissue (marrow) kill efficiency relative to blood"),
     Parameter("blin_vm_b", 0.95, "-", "Hosseini 2020 VmB [P]", False, "maximal kill fraction"),
