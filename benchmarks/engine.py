@@ -29,6 +29,12 @@ checks that the replay took the compiled engine's steps); the single-thread cost
 trajectories, and their shares of the sum. Isolated calls cost more than the same work inside the engine
 (``isolated_components_over_step`` > 1 when inlining helps), so the shares are the informative part.
 
+Where the steps go (same replay): ``capped_steps_per_patient`` took the full ``_max_step`` cap (1 day for 45 days
+after a CAR-T infusion and while blinatumomab runs, else 30 days); ``stability_limited_steps_per_patient`` had a
+step times the spectral radius of the RHS Jacobian (forward differences, every 3rd step) of at least 0.75 of
+DP5's real-axis stability boundary 3.31, i.e. the step size was set by stability, not accuracy; the stiff states
+are the largest components of that eigenvalue's eigenvector.
+
 CPU-time keys (``*_cpu_s``, ``*_per_cpu_s``, ``speedup_cpu``) count the processor time of this process and
 are less sensitive than wall time to other load on the machine (``load_average_1min``).
 
@@ -63,7 +69,7 @@ from leukosim.engine.simulate import management_rules
 from leukosim.model.layout import (
     B_CAR_CELLS, C_EVENT, C_EXTINCTION_THRESHOLD, C_INFECTION_THRESHOLD,
     C_REMISSION, C_RESAMPLES, C_SOS_THRESHOLD, C_STATUS, C_STEPS, C_TRM_THRESHOLD, EVENT_NAMES, N_BOLUS,
-    N_CLASSES, N_DRIVE, N_STATES, S_CAR_EXHAUSTED, S_LEUKEMIA, STATUS_NAMES,
+    N_CLASSES, N_DRIVE, N_STATES, S_CAR_EXHAUSTED, S_LEUKEMIA, STATE_NAMES, STATUS_NAMES,
 )
 from leukosim.model.registry import INDEX, ParameterSet, default_parameters
 from leukosim.model.rhs import derivatives
@@ -220,15 +226,24 @@ def scipy_patient(y0: NDArray, p: NDArray, c0: NDArray, times: NDArray, drive: N
 
 @dataclass
 class Replay:
-    """Counts from an interpreted replay, and a sample of the arguments the engine passed to the RHS."""
+    """Counts from an interpreted replay, a sample of the arguments the engine passed to the RHS, and every
+    accepted step."""
 
     rhs: NDArray[np.int64]  # RHS evaluations per patient
     steps: NDArray[np.int64]  # accepted steps per patient (replay)
     compiled_steps: NDArray[np.int64]  # accepted steps per patient (compiled run)
     samples: tuple[NDArray, ...]  # t, y, p, u, c of every SAMPLE_EVERY-th RHS call
+    accepted: list[tuple]  # per accepted step: t at its end, h, the _max_step cap, y, p, u, c at its end
 
 
 SAMPLE_EVERY = 7
+#: Dormand-Prince 5(4) is stable for h * lambda in [-3.31, 0] on the negative real axis (Hairer, Norsett and
+#: Wanner, Solving ODEs I, 2nd ed., section II.10, stability domain of DOPRI5); steps whose h times the spectral
+#: radius of the Jacobian exceeds STABILITY_LIMITED_AT of it are counted as limited by stability, not accuracy.
+DP5_REAL_STABILITY_BOUNDARY = 3.31
+STABILITY_LIMITED_AT = 0.75
+#: Every STIFFNESS_SAMPLE_EVERY-th accepted step of the replay gets a finite-difference Jacobian.
+STIFFNESS_SAMPLE_EVERY = 3
 
 
 def replay(cohort: Cohort, rules: NDArray, seed: int, index: NDArray[np.int64]) -> Replay:
@@ -245,8 +260,21 @@ def replay(cohort: Cohort, rules: NDArray, seed: int, index: NDArray[np.int64]) 
             samples.append((t, y.copy(), p, u.copy(), c.copy()))
         return derivatives(t, y, p, u, c, dy, death)
 
+    accepted: list[tuple] = []
+    last_cap = [np.inf]
+
+    def capped(t, c):  # noqa: ANN001, ANN202 - same signature as integrator._max_step
+        last_cap[0] = integrator._max_step(t, c)
+        return last_cap[0]
+
+    def monitored(t, h, y, p, u, c, *rest):  # noqa: ANN001, ANN002, ANN202 - as integrator._monitor
+        accepted.append((t, h, last_cap[0], y.copy(), p, u.copy(), c.copy()))
+        return integrator._monitor(t, h, y, p, u, c, *rest)
+
     names = dict(integrator.integrate_interval.py_func.__globals__)
     names["derivatives"] = counting
+    names["_max_step"] = capped
+    names["_monitor"] = monitored
     names["integrate_interval"] = types.FunctionType(integrator.integrate_interval.py_func.__code__, names)
     patient = types.FunctionType(integrator.integrate_patient.py_func.__code__, names)
     _, _, compiled = run_engine(cohort, rules, seed, index)
@@ -262,7 +290,7 @@ def replay(cohort: Cohort, rules: NDArray, seed: int, index: NDArray[np.int64]) 
         rhs[k] = count[0]
         steps[k] = c[C_STEPS]
     stacked = tuple(np.ascontiguousarray(np.array([sample[j] for sample in samples])) for j in range(5))
-    return Replay(rhs, steps, compiled[:, C_STEPS].astype(np.int64), stacked)
+    return Replay(rhs, steps, compiled[:, C_STEPS].astype(np.int64), stacked, accepted)
 
 
 @numba.njit(cache=False)
@@ -302,6 +330,46 @@ def component_costs_us(samples: tuple[NDArray, ...], rules: NDArray, repeats: in
             best = min(best, time.thread_time() - started)
         costs[name] = best / (t.size * repeats) * 1e6
     return costs
+
+
+def jacobian(t: float, y: NDArray, p: NDArray, u: NDArray, c: NDArray) -> NDArray:
+    """Forward-difference Jacobian of the RHS (1/day) at one state."""
+    dy0, dy, death = np.empty(N_STATES), np.empty(N_STATES), np.empty(N_CLASSES)
+    derivatives(t, y, p, u, c, dy0, death)
+    jac = np.empty((N_STATES, N_STATES))
+    for j in range(N_STATES):
+        shifted = y.copy()
+        shifted[j] += 1e-7 * max(1.0, abs(y[j]))
+        derivatives(t, shifted, p, u, c, dy, death)
+        jac[:, j] = (dy - dy0) / (shifted[j] - y[j])
+    return jac
+
+
+def step_profile(accepted: list[tuple], patients: int) -> dict[str, object]:
+    """Where the accepted steps go: forced by the ``_max_step`` cap, or limited by the stability of DP5 (step
+    times the Jacobian's spectral radius near the real stability boundary), and which states carry the stiff
+    mode (largest component of the eigenvector of the eigenvalue of largest modulus)."""
+    size = np.array([step[1] for step in accepted])
+    cap = np.array([step[2] for step in accepted])
+    capped = size >= cap * (1.0 - 1e-12)
+    h_rho, stiff_states = [], []
+    for t, h, _, y, p, u, c in accepted[::STIFFNESS_SAMPLE_EVERY]:
+        values, vectors = np.linalg.eig(jacobian(t, y, p, u, c))
+        largest = int(np.argmax(np.abs(values)))
+        h_rho.append(h * abs(values[largest]))
+        stiff_states.append(STATE_NAMES[int(np.argmax(np.abs(vectors[:, largest])))])
+    h_rho_array = np.array(h_rho)
+    uncapped_sampled = ~capped[::STIFFNESS_SAMPLE_EVERY]
+    limited = h_rho_array >= STABILITY_LIMITED_AT * DP5_REAL_STABILITY_BOUNDARY
+    names, counts = np.unique(np.array(stiff_states)[limited], return_counts=True)
+    return {
+        "capped_steps_per_patient": round(float(capped.sum()) / patients, 1),
+        "steps_under_1_day_cap_per_patient": round(float((cap <= 1.0).sum()) / patients, 1),
+        "stability_limited_steps_per_patient": round(float(limited.mean()) * size.size / patients, 1),
+        "median_step_days_uncapped": round(float(np.median(size[~capped])), 3),
+        "median_h_times_spectral_radius_uncapped": round(float(np.median(h_rho_array[uncapped_sampled])), 2),
+        "stiff_states_of_stability_limited_steps": {str(n): int(k) for n, k in zip(names, counts)},
+    }
 
 
 def origin_day(protocol: Protocol, cohort: Cohort) -> float:
@@ -437,6 +505,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
         "rhs_evals_per_step": round(float(rhs_per_step), 3),
         "rejected_or_relocated_per_step": round(float(attempts_per_step - 1.0), 3),
         "replay_matches_compiled_steps": bool(np.array_equal(profile.steps, profile.compiled_steps)),
+        **step_profile(profile.accepted, subset.size),
         "us_per_step_1_thread": round(us_per_step_1, 3),
         **{f"{name}_us": round(cost, 4) for name, cost in costs.items()},
         "isolated_components_over_step": round(isolated / us_per_step_1, 3),
