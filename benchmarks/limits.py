@@ -17,7 +17,9 @@ roadrunner against.
   wrapper, segment by segment between breakpoints) for M patients spread over the N.
 * roadrunner: libRoadRunner (CVODE, rtol 1e-6, atol 1e-8) on ``course_sbml`` of each of M patients (one SBML
   document per patient: its parameters, doses and dose times are its own). Documents are loaded (LLVM
-  compilation) before timing; the time is ``reset()`` + ``simulate(0, t_end, 2)`` per patient, best of 2 passes.
+  compilation) before timing; the time is ``resetAll()`` + ``simulate(0, t_end, 2)`` per patient, best of 2
+  passes (``reset()`` would leave the parameters the dose events assigned at their end-of-course values, so a
+  second pass would simulate another problem).
 * dask: the whole trial (``backends.ChunkTask``: simulation and Parquet encoding of each chunk) of
   --dask-patients patients in chunks of --dask-chunk-size through ``DaskBackend.map``, on one local cluster
   started here (worker processes with 1 thread each, ``backends.worker_environment``): first with 1 worker,
@@ -25,6 +27,15 @@ roadrunner against.
   imports), untimed, and chunks are checked to run on 1 numba thread. 40 chunks by default (20 per worker with
   2) keep both workers busy: an uneven finish costs at most about one chunk. Scaling efficiency = (rate with 2
   workers / rate with 1 worker) / 2; --dask-patients 0 skips it.
+* accuracy: the final ln states (cell counts and Kendall's K) of the engine, SciPy and roadrunner against a tight
+  reference, ``solve_patient`` with LSODA at rtol 1e-10, atol 1e-12 (the tolerances of ``tests/test_sbml.py``), on
+  the SciPy and roadrunner patients: the ``max_abs_ln_state_*_vs_reference`` keys say which solver a disagreement
+  between two of them comes from. The engine's error control is fixed (1e-5 per step on ln states, relative 1e-6
+  on the linear states); LSODA and CVODE at rtol 1e-6, atol 1e-8 control each step's error relative to |y|, and ln
+  states of extinct clones and of Kendall's K reach |y| of several hundred on this course, so their per-step
+  allowance there is ~1e-4: on eliana (calibrated-0.2, 10 patients, day 730) roadrunner is 7.5e-3 and LSODA 2.3e-3
+  from the reference, the engine 1.8e-4. (Timing a second roadrunner pass after ``reset()``, which simulated a
+  different problem, gave 0.137 here; the 0.0217 reported with calibrated-0.1 was measured the same way.)
 * flop bound: RHS evaluations of the engine (accepted steps of the compiled run x RHS evaluations per accepted
   step from an interpreted replay of the engine's own step loop with a counting RHS, ``engine.replay``) x
   :data:`FLOPS_PER_RHS` (a hand count of ``model.rhs.derivatives``, below), plus the Dormand-Prince stage
@@ -62,6 +73,7 @@ from leukosim.protocol.schema import Protocol  # noqa: E402
 from leukosim.runner import chunk_ranges  # noqa: E402
 
 RTOL, ATOL = 1.0e-6, 1.0e-8
+REFERENCE_RTOL, REFERENCE_ATOL = 1.0e-10, 1.0e-12  # tests/test_sbml.py
 LOG_STATES = slice(S_LEUKEMIA, S_CAR_EXHAUSTED + 1)
 
 #: Flop weight of a transcendental call (exp; libm exp costs about as much as 15-25 multiply-adds).
@@ -161,7 +173,9 @@ def roadrunner_runs(course: DeterministicCourse, rows: np.ndarray) -> tuple[floa
     for _ in range(2):
         started = time.perf_counter()
         for k, model in enumerate(models):
-            model.reset()
+            # reset() restores time, species and rate-rule variables only; the dose events assign parameters
+            # (drug anchors, CAR-T and transplant flags), which resetAll() restores too
+            model.resetAll()
             final[k] = np.asarray(model.simulate(0.0, course.t_end, 2))[-1, 1:]
         best = min(best, time.perf_counter() - started)
     return best, final, load
@@ -254,6 +268,12 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     log(f"libRoadRunner, {rr_rows.size} patients (loading the SBML documents first, untimed)")
     wall_rr, rr_final, rr_load = roadrunner_runs(course, rr_rows)
 
+    reference_rows = np.union1d(scipy_rows, rr_rows)
+    log(f"reference: LSODA rtol {REFERENCE_RTOL:g}, atol {REFERENCE_ATOL:g}, {reference_rows.size} patients")
+    reference_final = np.array([solve_patient(course.y0[i], course.p[i], course.c0[i], course.times, course.drive[i],
+                                              course.bolus[i], course.t_end, "LSODA", REFERENCE_RTOL,
+                                              REFERENCE_ATOL)[0] for i in reference_rows])
+
     log("flop bound: interpreted replay with a counting RHS, peak FLOP/s")
     replay_rows = spread(args.replay_patients)
     cohort = engine_bench.Cohort(types.SimpleNamespace(patient_id=course.patient_id), course.p, course.y0,
@@ -286,6 +306,10 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     def disagreement(rows: np.ndarray, other: np.ndarray) -> float:
         return float(f"{np.max(np.abs(y_engine[rows, LOG_STATES] - other[:, LOG_STATES])):.3g}")
 
+    def vs_reference(rows: np.ndarray, final: np.ndarray) -> float:
+        reference = reference_final[np.searchsorted(reference_rows, rows)]
+        return float(f"{np.max(np.abs(final[:, LOG_STATES] - reference[:, LOG_STATES])):.3g}")
+
     return {
         "protocol": protocol.name, "phases": list(course.phases), "horizon_days": course.t_end, "patients": n,
         "cores": cores, "load_average_1min": round(load, 2),
@@ -301,6 +325,9 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
         "speedup_vs_roadrunner_1_thread": round(rate_1 / rate_rr, 2),
         "max_abs_ln_state_engine_vs_scipy": disagreement(scipy_rows, scipy_final),
         "max_abs_ln_state_engine_vs_roadrunner": disagreement(rr_rows, rr_final),
+        "max_abs_ln_state_engine_vs_reference": disagreement(reference_rows, reference_final),
+        "max_abs_ln_state_scipy_vs_reference": vs_reference(scipy_rows, scipy_final),
+        "max_abs_ln_state_roadrunner_vs_reference": vs_reference(rr_rows, rr_final),
         "steps_per_patient": round(float(steps.mean()), 1),
         "rhs_evals_per_step": round(float(rhs_per_step), 3),
         "replay_matches_compiled_steps": bool(np.array_equal(profile.steps, profile.compiled_steps)),
