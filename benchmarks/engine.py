@@ -239,7 +239,9 @@ class Replay:
 SAMPLE_EVERY = 7
 #: Dormand-Prince 5(4) is stable for h * lambda in [-3.31, 0] on the negative real axis (Hairer, Norsett and
 #: Wanner, Solving ODEs I, 2nd ed., section II.10, stability domain of DOPRI5); steps whose h times the spectral
-#: radius of the Jacobian exceeds STABILITY_LIMITED_AT of it are counted as limited by stability, not accuracy.
+#: radius of the Jacobian exceeds STABILITY_LIMITED_AT of it are counted as limited by stability, not accuracy
+#: (a convention: the step controller keeps h x rho just below the boundary, so accuracy-limited steps sit far
+#: below it; the profile reports the median h x rho too).
 DP5_REAL_STABILITY_BOUNDARY = 3.31
 STABILITY_LIMITED_AT = 0.75
 #: Every STIFFNESS_SAMPLE_EVERY-th accepted step of the replay gets a finite-difference Jacobian.

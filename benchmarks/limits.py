@@ -33,9 +33,8 @@ roadrunner against.
   between two of them comes from. The engine's error control is fixed (1e-5 per step on ln states, relative 1e-6
   on the linear states); LSODA and CVODE at rtol 1e-6, atol 1e-8 control each step's error relative to |y|, and ln
   states of extinct clones and of Kendall's K reach |y| of several hundred on this course, so their per-step
-  allowance there is ~1e-4: on eliana (calibrated-0.2, 10 patients, day 730) roadrunner is 7.5e-3 and LSODA 2.3e-3
-  from the reference, the engine 1.8e-4. (Timing a second roadrunner pass after ``reset()``, which simulated a
-  different problem, gave 0.137 here; the 0.0217 reported with calibrated-0.1 was measured the same way.)
+  allowance there is ~1e-4 (measured figures: README "Speed"). The timed roadrunner pass starts from
+  ``resetAll()``: ``reset()`` leaves the parameters that SBML dose events assigned at their end-of-course values.
 * flop bound: RHS evaluations of the engine (accepted steps of the compiled run x RHS evaluations per accepted
   step from an interpreted replay of the engine's own step loop with a counting RHS, ``engine.replay``) x
   :data:`FLOPS_PER_RHS` (a hand count of ``model.rhs.derivatives``, below), plus the Dormand-Prince stage
@@ -61,22 +60,23 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import engine as engine_bench  # noqa: E402  (benchmarks/engine.py)
+from engine import log  # noqa: E402
 
 from leukosim.backends import ChunkTask, DaskBackend, worker_environment  # noqa: E402
-from leukosim.engine.integrator import N_RECORD, N_RULE_COLUMNS, integrate_batch  # noqa: E402
+from leukosim.engine.integrator import N_RULE_COLUMNS  # noqa: E402
 from leukosim.engine.reference import DeterministicCourse, deterministic_course, solve_patient  # noqa: E402
 from leukosim.model.layout import C_STEPS, N_STATES, S_CAR_EXHAUSTED, S_LEUKEMIA, STATE_NAMES  # noqa: E402
 from leukosim.model.registry import default_parameters  # noqa: E402
-from leukosim.population.streams import Stream  # noqa: E402
 from leukosim.protocol.load import load_protocol  # noqa: E402
 from leukosim.protocol.schema import Protocol  # noqa: E402
-from leukosim.runner import chunk_ranges  # noqa: E402
+from leukosim.trial import chunk_ranges  # noqa: E402
 
 RTOL, ATOL = 1.0e-6, 1.0e-8
 REFERENCE_RTOL, REFERENCE_ATOL = 1.0e-10, 1.0e-12  # tests/test_sbml.py
 LOG_STATES = slice(S_LEUKEMIA, S_CAR_EXHAUSTED + 1)
 
-#: Flop weight of a transcendental call (exp; libm exp costs about as much as 15-25 multiply-adds).
+#: Flop weight of a transcendental call (exp): an estimate (libm exp is commonly quoted at 15-25 multiply-adds),
+#: not measured here; the flop bound scales with it only through the exp share of the hand count below.
 EXP_FLOPS = 20
 #: Hand count of one evaluation of ``model.rhs.derivatives`` on the CAR-T path (eliana: CAR-T present, four
 #: leukemic classes alive, no blinatumomab, no inotuzumab, no transplant), from the source line by line:
@@ -131,25 +131,6 @@ def scalar_flops_per_s(n: int = 100_000_000) -> float:
         _flop_kernel(n, 1.0)
         best = min(best, time.perf_counter() - started)
     return 16.0 * n / best
-
-
-def engine_run(course: DeterministicCourse, index: np.ndarray, seed: int) -> tuple[float, np.ndarray, np.ndarray]:
-    """One ``integrate_batch`` over ``index``: wall time, final states, final contexts."""
-    n, breakpoints = index.size, course.times.size
-    y, c = course.y0[index].copy(), course.c0[index].copy()
-    p = np.ascontiguousarray(course.p[index])
-    times = np.ascontiguousarray(np.broadcast_to(course.times, (n, breakpoints)))
-    drive, bolus = np.ascontiguousarray(course.drive[index]), np.ascontiguousarray(course.bolus[index])
-    started = time.perf_counter()
-    integrate_batch(y, p, c, times, drive, bolus, np.full(n, breakpoints, dtype=np.int64), np.full(n, course.t_end),
-                    np.zeros((0, N_RULE_COLUMNS)), seed, np.ascontiguousarray(course.patient_id[index]),
-                    Stream.block("extinction"), np.empty(0), np.empty((n, 0, N_RECORD)))
-    return time.perf_counter() - started, y, c
-
-
-def best_engine(course: DeterministicCourse, index: np.ndarray, seed: int, repeats: int
-                ) -> tuple[float, np.ndarray, np.ndarray]:
-    return min((engine_run(course, index, seed) for _ in range(repeats)), key=lambda run: run[0])
 
 
 def roadrunner_runs(course: DeterministicCourse, rows: np.ndarray) -> tuple[float, np.ndarray, float]:
@@ -210,10 +191,6 @@ def dask_rates(protocol: Protocol, n: int, chunk_size: int, seed: int) -> dict[i
     return rates
 
 
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
 def main(argv: list[str] | None = None) -> dict[str, object]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--protocol", default="eliana")
@@ -244,13 +221,17 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     load = os.getloadavg()[0]
     log(f"{protocol.name}: {n} patients, path {', '.join(course.phases)}, horizon day {course.t_end:g}, "
         f"{course.times.size} breakpoints, {cores} threads")
-    engine_run(course, everyone[:4], seed)  # JIT compilation / cache load
+    cohort = engine_bench.Cohort(types.SimpleNamespace(patient_id=course.patient_id), course.p, course.y0,
+                                 course.c0, course.times, course.drive, course.bolus, course.t_end)
+    rules = np.zeros((0, N_RULE_COLUMNS))  # the course's event parameters are off already
+    engine_bench.run_engine(cohort, rules, seed, everyone[:4])  # JIT compilation / cache load
 
     log(f"engine, {cores} threads (best of {args.repeats})")
-    wall_n, y_engine, c_engine = best_engine(course, everyone, seed, args.repeats)
+    timing_n, y_engine, c_engine = engine_bench.best_engine_run(args.repeats, cohort, rules, seed)
+    wall_n = timing_n.wall
     numba.set_num_threads(1)
     log(f"engine, 1 thread (best of {args.repeats})")
-    wall_1, _, _ = best_engine(course, everyone, seed, args.repeats)
+    wall_1 = engine_bench.best_engine_run(args.repeats, cohort, rules, seed)[0].wall
     numba.set_num_threads(cores)
 
     scipy_rows = spread(args.scipy_patients)
@@ -276,9 +257,6 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
 
     log("flop bound: interpreted replay with a counting RHS, peak FLOP/s")
     replay_rows = spread(args.replay_patients)
-    cohort = engine_bench.Cohort(types.SimpleNamespace(patient_id=course.patient_id), course.p, course.y0,
-                                 course.c0, course.times, course.drive, course.bolus, course.t_end)
-    rules = np.zeros((0, N_RULE_COLUMNS))
     profile = engine_bench.replay(cohort, rules, seed, replay_rows)
     rhs_us = engine_bench.component_costs_us(profile.samples, rules)["rhs"]
     peak_core = scalar_flops_per_s()

@@ -134,7 +134,7 @@ def test_selection_gives_every_badly_missed_target_a_lever() -> None:
 
     screening = pd.DataFrame({"parameter": ["a", "b", "c", "d"], "sensitivity": [9.0, 5.0, 1.0, 0.1]})
     # targets: 0 badly missed and moved only by c; 1 well fitted; 2 badly missed, moved most by d (insensitive)
-    effects = np.array([[0.0, 4.0, 0.5], [0.0, 3.0, 0.0], [2.0, 0.0, 0.1], [0.0, 0.0, 0.1]])
+    effects = np.array([[0.0, 4.0, 0.5], [0.0, 3.0, 0.0], [2.0, 0.0, 0.1], [0.0, 0.0, 1.0]])
     base_losses = np.array([4.5, 0.1, 3.0])
     chosen = select_parameters(screening, effects, base_losses, min_sensitivity=0.5, max_parameters=2)
     assert chosen == ["c", "a"]  # c for target 0; target 2's best sensitive mover is a; then the budget is full

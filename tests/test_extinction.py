@@ -119,7 +119,7 @@ def test_engine_extinction_and_regrowth_match_gillespie(tmp_path: Path, paramete
 
     death = p[:, INDEX["leukemia_death_rate"]]
     birth = p[:, INDEX["leukemia_net_growth"]] + death
-    kill = parameters["chemo_induction_leukemia_kill"] * p[:, D["chemosensitivity"]]  # relapsed-stage factor
+    kill = parameters["chemo_induction_leukemia_kill"] * p[:, D["chemosensitivity"]]  # the patient's effective one
     reference = _gillespie(n0, birth, death + kill, death, 10.0, end, 12345)
     reference_alive = reference > 0
 

@@ -1,7 +1,7 @@
 """Checks a mechanistic model must pass whatever its targets (issue 4, validation by mechanism). Each compares
 simulated cohorts that differ in one thing (burden, persistence) or compares patients within one cohort; the
 effects are large enough that 400 virtual patients per cohort resolve them, and every comparison states the
-statistic it uses. A check the shipped model fails is marked ``xfail(strict=True)`` with the deficiency: it
+statistic it uses. Should the shipped model fail a check, mark it ``xfail(strict=True)`` with the deficiency: it
 documents it, and turns red the day the model passes it (remove the mark then)."""
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import pytest
 import leukosim
 from leukosim.endpoints.statistics import RESPONDER, car_kinetics, survival_table
 from leukosim.model.registry import ParameterSet
+from leukosim.model.toxicity import inflammatory_signal
 from leukosim.protocol.schema import Distribution, Protocol
 
 N = 400
@@ -134,3 +135,7 @@ def test_crs_needs_inflammation_whatever_the_patient_susceptibility() -> None:
     graded = patients[patients["crs_max_grade"].astype(float) >= 1]
     assert len(graded) > 20
     assert (graded["il6_max_pg_per_mL"].astype(float) > values["il6_baseline"] * 1.01).all()
+    # the mechanism itself: at baseline IL-6 the graded signal is the baseline, below fever, at any susceptibility
+    baseline = values["il6_baseline"]
+    for susceptibility in (1e-3, 1.0, 1e3, 1e6):
+        assert inflammatory_signal(baseline, baseline, susceptibility, 1.0) == baseline < values["crs_fever_il6"]

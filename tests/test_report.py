@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 
 import leukosim
+from leukosim.endpoints.outcomes import mrd_column, response_column
 from leukosim.endpoints.targets import compare_targets, evaluate_target, group_members
 from leukosim.io.rundir import SUMMARY, TRAJECTORIES, read_run, write_run
 from leukosim.protocol.load import load_protocol
@@ -283,11 +284,54 @@ def test_every_bundled_target_evaluates(name: str) -> None:
     assert table["calibrate"].dtype == bool
 
 
-def test_every_assessment_has_its_columns_even_if_nobody_reached_it() -> None:
-    protocol = leukosim.load_protocol("aall1331")
-    result = leukosim.simulate_trial(protocol, 3, seed=1, trajectory_patients=0)
-    for arm in {a for a in result.patients["arm"]}:
-        for name in next(a for a in protocol.arms if a.name == arm).assessment_names():
-            column = name.replace("-", "_").lower()
-            assert {f"mrd_{column}", f"response_{column}", f"blasts_percent_{column}"} <= set(result.patients)
-    assert len(compare_targets(protocol, result.patients)) == len(protocol.targets)  # no KeyError
+UNREACHED_PROTOCOL = """
+name: unreached-test
+title: an assessment in a branch no patient can take (prior transplant, in a population without one)
+population:
+  disease: first_relapse
+  age_years: {distribution: fixed, value: 10}
+  male_fraction: 0.5
+  marrow_blasts_percent: {distribution: fixed, value: 50}
+  wbc_per_uL: {distribution: fixed, value: 5000}
+  cd19_negative_fraction: {distribution: fixed, value: 0}
+  cd22_low_fraction: {distribution: fixed, value: 0}
+  lineage_switch_fraction: {distribution: fixed, value: 0}
+  t_cell_fitness: {distribution: fixed, value: 1}
+  chemosensitivity: {distribution: fixed, value: 1}
+arms:
+  - name: chemotherapy
+    phases:
+      - name: block
+        days: 28
+        drugs:
+          - {drug: chemotherapy, regimen: induction, days: [1, 28]}
+        assess:
+          - {name: day-28, day: 28}
+        then:
+          - if: {prior_hsct: true}
+            go: second-block
+          - else: off_protocol
+      - name: second-block
+        days: 28
+        drugs:
+          - {drug: chemotherapy, regimen: induction, days: [1, 28]}
+        assess:
+          - {name: end-of-second-block, day: 28}
+targets:
+  - {endpoint: mrd_negative, assessment: end-of-second-block, value: 0.5, n: 10, source: test}
+follow_up_days: 60
+"""
+
+
+def test_every_assessment_has_its_columns_even_if_nobody_reached_it(tmp_path) -> None:
+    """An assessment nobody reached still has its MRD, response and blast columns, all missing, and a target on it
+    evaluates (no KeyError)."""
+    path = tmp_path / "unreached.yaml"
+    path.write_text(UNREACHED_PROTOCOL)
+    protocol = leukosim.load_protocol(path)
+    patients = leukosim.simulate_trial(protocol, 5, seed=1, trajectory_patients=0).patients
+    reached, unreached = "day-28", "end-of-second-block"
+    assert patients[mrd_column(reached)].notna().all()
+    for column in (mrd_column(unreached), response_column(unreached), "blasts_percent_end_of_second_block"):
+        assert patients[column].isna().all()
+    assert len(compare_targets(protocol, patients)) == len(protocol.targets)  # no KeyError

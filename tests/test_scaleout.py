@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
@@ -151,15 +152,19 @@ def test_killed_worker_run_completes_with_every_patient_once(reference: dict[str
         killed: list[int] = []
 
         def kill_a_worker(_: int) -> None:
+            """Kill a worker that holds chunks in progress, so they must be recomputed elsewhere."""
             if not killed:
-                killed.append(next(iter(backend.client.run(os.getpid).values())))
+                busy = [address for address, keys in backend.client.processing().items() if keys]
+                assert busy, "no worker held a chunk when the first chunk completed"
+                killed.append(backend.client.run(os.getpid, workers=busy[:1])[busy[0]])
                 os.kill(killed[0], signal.SIGKILL)
 
         outcome = run_trial(PROTOCOL, N, tmp_path / "run", SEED, backend=backend, chunk_size=25,
                             trajectory_patients=RECORDED, progress=kill_a_worker)
         with distributed.Client(cluster) as client:
             after = set(client.run(os.getpid).values())
-    assert killed and killed[0] in before and killed[0] not in after  # the nanny started a new worker
+    assert killed and killed[0] in before and killed[0] not in after
+    assert len(after) == 2  # the nanny started a new worker in place of the killed one
     patients = pd.read_parquet(outcome.path / "patients.parquet")
     assert patients["patient_id"].tolist() == list(range(N))  # every patient exactly once
     assert digests(outcome.path) == reference
@@ -232,3 +237,12 @@ def test_canonical_file_does_not_depend_on_how_rows_are_split(tmp_path: Path) ->
     one = write_canonical([table], canonical_schema([table.schema]), tmp_path / "one.parquet")
     assert split.read_bytes() == one.read_bytes()
     pd.testing.assert_frame_equal(pd.read_parquet(split), whole)
+    # row groups cut across pieces of any size: rows 0-1, 2-3, 4-5 whether the pieces hold 3 + 3 or 1 + 5 rows
+    files = []
+    for cut in (3, 1):
+        tables = [to_arrow(whole.iloc[:cut]), to_arrow(whole.iloc[cut:])]
+        files.append(write_canonical(tables, canonical_schema([t.schema for t in tables]),
+                                     tmp_path / f"groups-{cut}.parquet", row_group_rows=2))
+    one = write_canonical([table], canonical_schema([table.schema]), tmp_path / "groups.parquet", row_group_rows=2)
+    assert pq.ParquetFile(one).num_row_groups == 3
+    assert files[0].read_bytes() == files[1].read_bytes() == one.read_bytes()

@@ -35,6 +35,8 @@ def test_wilson_interval_hand_values():
     assert wilson_interval(8, 10) == pytest.approx((0.4902, 0.9433), abs=5e-5)
     assert wilson_interval(0, 10) == pytest.approx((0.0, 0.2775), abs=5e-5)
     assert wilson_interval(10, 10) == pytest.approx((0.7225, 1.0), abs=5e-5)
+    for n in (3, 7, 200):  # the ends are exact, not a rounding above 0 / below 1
+        assert wilson_interval(0, n)[0] == 0.0 and wilson_interval(n, n)[1] == 1.0
 
 
 def test_wilson_interval_vectorised_level_and_empty():

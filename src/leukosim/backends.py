@@ -68,11 +68,11 @@ class ChunkTask:
                                                         self.trajectory_patients)
         return ChunkParts(first, stop, encode(patients), encode(events), encode(trajectories))
 
-    def warm_up(self) -> None:
-        """Compile the engine (or load it from numba's on-disk cache) in this process."""
-        from .trial import simulate_chunk
+    def warm_up(self) -> float:
+        """Compile the engine in this process (:func:`leukosim.trial.warm_up_engine`); seconds taken."""
+        from .trial import warm_up_engine
 
-        simulate_chunk(self.protocol, self.parameters, self.seed, np.zeros(1, dtype=np.int64))
+        return warm_up_engine(self.protocol, self.parameters, self.seed)
 
 
 class Backend(ABC):
@@ -88,6 +88,11 @@ class Backend(ABC):
     def close(self) -> None:
         """Release what the backend started (no-op by default)."""
 
+    def prepare(self, task: ChunkTask) -> float | None:
+        """Work done in this process before the timed :meth:`map`: seconds it took, or None when the backend
+        prepares nothing here (Dask workers compile the engine in their own processes)."""
+        return None
+
     @abstractmethod
     def map(self, task: ChunkTask, ranges: Sequence[tuple[int, int]]) -> Iterator[ChunkParts]:
         """Compute ``task`` on each ``(first, stop)`` range; yield each chunk once, as it completes."""
@@ -99,6 +104,9 @@ class Backend(ABC):
 
 class LocalBackend(Backend):
     """The compiled engine in this process: one chunk at a time, patients in parallel on every core."""
+
+    def prepare(self, task: ChunkTask) -> float:
+        return task.warm_up()
 
     def map(self, task: ChunkTask, ranges: Sequence[tuple[int, int]]) -> Iterator[ChunkParts]:
         for first, stop in ranges:

@@ -15,16 +15,19 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from .calibration.fit import CalibrationSettings
-from .model.registry import PARAMETERS, ParameterSet, ParameterSetError, default_parameters, load_parameter_set
+from .model.registry import (
+    DEFAULT, PARAMETERS, ParameterSet, ParameterSetError, default_parameters, load_parameter_set,
+    shipped_parameter_sets,
+)
+from .notice import NOTICE
 from .protocol.load import ProtocolError, bundled_protocols, load_protocol, protocol_json_schema
-from .trial import DEFAULT_TRAJECTORY_PATIENTS
+from .trial import DEFAULT_CHUNK_SIZE, DEFAULT_TRAJECTORY_PATIENTS
+from .twin.forecast import DEFAULT_SAMPLES
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="leukosim: in-silico trials of pediatric B-ALL immunotherapy. RESEARCH USE ONLY.")
 console = Console()
 errors = Console(stderr=True)
-
-NOTICE = "Research use only: not a medical device, not advice for any individual patient."
 
 
 def _fail(message: str) -> NoReturn:
@@ -32,7 +35,8 @@ def _fail(message: str) -> NoReturn:
     raise typer.Exit(code=2)
 
 
-_PARAMETERS_HELP = "parameter set: a shipped name (literature-0.1, calibrated-0.2) or a JSON file (default: shipped)"
+_PARAMETERS_HELP = (f"parameter set: a shipped name ({', '.join(shipped_parameter_sets())}) or a JSON file "
+                    f"(default: {DEFAULT} when shipped)")
 
 
 def _parameter_set(source: str | None) -> ParameterSet:
@@ -55,8 +59,8 @@ def run(
     workers: int = typer.Option(None, "--workers", min=1, help="compute on a local Dask cluster of this many "
                                                                "worker processes (default: this process)"),
     scheduler: str = typer.Option(None, "--scheduler", help="compute on the Dask cluster at this address"),
-    chunk_size: int = typer.Option(None, "--chunk-size", min=1, help="patients per chunk (default 20000, or "
-                                                                     "the interrupted run's with --resume)"),
+    chunk_size: int = typer.Option(None, "--chunk-size", min=1, help=f"patients per chunk (default "
+                                  f"{DEFAULT_CHUNK_SIZE}, or the interrupted run's with --resume)"),
     resume: bool = typer.Option(False, "--resume", help="finish an interrupted run in --out (same settings)"),
 ) -> None:
     """Simulate PROTOCOL in a virtual population and write a run directory with its report. Patients are
@@ -67,12 +71,10 @@ def run(
 
     if workers is not None and scheduler is not None:
         _fail("--workers starts a local cluster and --scheduler uses an existing one: give one of them")
-        return
     try:
         spec = load_protocol(protocol)
     except ProtocolError as error:
         _fail(str(error))
-        return
     out = out or Path("runs") / f"{spec.name}-seed{seed}"
     backend: Backend = (LocalBackend() if workers is None and scheduler is None
                         else DaskBackend(workers=workers, scheduler=scheduler))
@@ -86,10 +88,8 @@ def run(
                                 progress=lambda done: bar.advance(task, done))
     except (RunSettingsError, ConnectionError, ImportError) as error:
         _fail(str(error))
-        return
     except OSError as error:
         _fail(f"{out}: cannot write ({error.strerror or error})")
-        return
     _print_summary(outcome.summary())
     rate = outcome.manifest["timings_s"]["patients_per_s"]  # type: ignore[index]
     console.print(f"{rate:.0f} patients/s; results in {out}" if outcome.computed_chunks
@@ -122,7 +122,6 @@ def report(run_dir: Path = typer.Argument(..., help="a run directory written by 
         path = write_report(run_dir)
     except (FileNotFoundError, ProtocolError) as error:
         _fail(str(error))
-        return
     console.print(f"report: {path}")
     console.print(f"[dim]{NOTICE}[/]")
 
@@ -188,7 +187,6 @@ def calibrate(
             settings = settings_from_file(reproduce)
         except (OSError, KeyError, TypeError, ValueError) as error:
             _fail(f"{reproduce}: no usable calibration settings ({error})")
-            return
     else:
         settings = CalibrationSettings(name=out.stem, n_patients=patients, max_evaluations=evaluations, seed=seed)
     with console.status("calibrating") as status:
@@ -226,13 +224,11 @@ def fit_patient(
         result = fit(read_patient_data(data), spec, _parameter_set(parameters))
     except (ProtocolError, PatientDataError, ValueError) as error:
         _fail(str(error))
-        return
     out = out or data.with_suffix(".fit.json")
     try:
         out.write_text(result.to_json())
     except OSError as error:
         _fail(f"{out}: cannot write ({error.strerror or error})")
-        return
     table = Table("parameter", "unit", "typical", "MAP", "95% interval", "posterior/prior SD",
                   title=f"{data.name} on {spec.name} ({result.arm}): "
                         + ", ".join(f"{n} {kind}" for kind, n in result.observations.items()))
@@ -251,7 +247,8 @@ def forecast(
     fit: Path = typer.Argument(..., help="a fit file written by `leukosim fit-patient`"),
     protocols: str = typer.Option(..., "--protocols", help="comma-separated alternatives: protocol (every arm) or "
                                                            "protocol:arm, e.g. eliana,aall1331:blinatumomab"),
-    samples: int = typer.Option(200, "--samples", "-k", min=1, help="posterior samples simulated per alternative"),
+    samples: int = typer.Option(DEFAULT_SAMPLES, "--samples", "-k", min=1,
+                                help="posterior samples simulated per alternative"),
     seed: int = typer.Option(0, "--seed", "-s", min=0, help="random seed"),
     json_out: Path = typer.Option(None, "--json", help="also write the forecast as JSON"),
 ) -> None:
@@ -268,7 +265,6 @@ def forecast(
         result = run_forecast(fitted, alternatives, samples, seed)
     except (ProtocolError, ValueError) as error:
         _fail(str(error))
-        return
     table = Table("protocol", "arm", "endpoint", "probability", "95% interval", "n",
                   title=f"forecast of {escape(fitted.data_file)}: {samples} samples, seed {seed}")
     for row in result.table.itertuples(index=False):
@@ -280,7 +276,6 @@ def forecast(
             json_out.write_text(json.dumps(result.to_document(fitted), indent=1) + "\n")
         except OSError as error:
             _fail(f"{json_out}: cannot write ({error.strerror or error})")
-            return
         console.print(f"forecast in {escape(str(json_out))}")
     console.print(f"[bold]{NOTICE}[/]")
 
@@ -322,10 +317,8 @@ def _export(write, run_dir: Path, out: Path, **options: object) -> None:  # noqa
         paths = write(run_dir, out, **options)
     except (FileNotFoundError, ValueError) as error:
         _fail(str(error))
-        return
     except OSError as error:
         _fail(f"{out}: cannot write ({error.strerror or error})")
-        return
     for path in paths:
         console.print(f"wrote {escape(str(path))}")
     console.print(f"[dim]{NOTICE}[/]")
@@ -368,16 +361,13 @@ def export_sbml(
 
     if patient < 0:
         _fail(f"--patient must be a virtual patient id >= 0, got {patient}")
-        return
     try:
         text = patient_sbml(load_protocol(protocol), patient, seed, arm, phases.split(",") if phases else None)
     except (ProtocolError, ValueError) as error:
         _fail(str(error))
-        return
     try:
         out.write_text(text)
     except OSError as error:
         _fail(f"{out}: cannot write ({error.strerror or error})")
-        return
     console.print(f"wrote {escape(str(out))}")
     console.print(f"[dim]{NOTICE}[/]")

@@ -13,15 +13,15 @@
    workers, the chunk size, or interruptions, and to :func:`leukosim.io.rundir.write_run` of
    :func:`leukosim.trial.simulate_trial`'s result with the same settings.
 4. ``summary.json`` from the statistics columns of the patient table only (text as categoricals; a million
-   patients in well under 2 GB), ``protocol.json``, then ``manifest.json`` LAST: a directory
-   without a manifest is never a complete run. The parts are removed after the manifest is written. The
-   statistics tables are returned too (:attr:`RunOutcome.statistics`), so the report need not compute them again.
+   eliana patients with the report peaked at 1.5 GB, README "Speed"), ``protocol.json``, then ``manifest.json``
+   LAST: a directory without a manifest is never a complete run. The parts are removed after the manifest is
+   written. The statistics tables are returned too (:attr:`RunOutcome.statistics`), so the report need not compute
+   them again.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import time
 from collections.abc import Callable, Iterator
@@ -38,14 +38,14 @@ from .io.memory import release_memory
 from .io.parquet import canonical_schema, write_canonical
 from .io.rundir import (
     EVENTS, MANIFEST, PATIENTS, SUMMARY, TRAJECTORIES, file_metadata, read_statistics_patients, write_manifest,
-    write_protocol, write_summary,
+    write_atomically, write_protocol, write_summary,
 )
 from .model.registry import ParameterSet, default_parameters
 from .protocol.load import load_protocol, protocol_hash
 from .protocol.schema import Protocol
-from .trial import DEFAULT_CHUNK_SIZE, DEFAULT_TRAJECTORY_PATIENTS, run_manifest
+from .trial import DEFAULT_CHUNK_SIZE, DEFAULT_TRAJECTORY_PATIENTS, chunk_ranges, run_manifest
 
-__all__ = ["run_trial", "RunOutcome", "RunSettingsError", "chunk_ranges", "SETTINGS", "PARTS"]
+__all__ = ["run_trial", "RunOutcome", "RunSettingsError", "SETTINGS", "PARTS"]
 
 SETTINGS = "settings.json"
 PARTS = "parts"
@@ -73,25 +73,14 @@ class RunOutcome:
         return pd.DataFrame(document["tables"]["main"], columns=["arm", "endpoint", "value", "n"])
 
 
-def chunk_ranges(n_patients: int, chunk_size: int) -> list[tuple[int, int]]:
-    """Patient-id ranges ``(first, stop)`` of the chunks of a run."""
-    return [(first, min(first + chunk_size, n_patients)) for first in range(0, n_patients, chunk_size)]
-
-
 def _part(parts: Path, table: str, first: int, stop: int) -> Path:
     return parts / f"{table}-{first:010d}-{stop:010d}.parquet"
-
-
-def _write_bytes(path: Path, data: bytes) -> None:
-    partial = path.with_suffix(path.suffix + ".partial")
-    partial.write_bytes(data)
-    os.replace(partial, path)
 
 
 def _store(parts: Path, chunk: ChunkParts) -> None:
     """A chunk's parts, atomically, the patients part (the chunk's completion mark) last."""
     for table in _TABLES:
-        _write_bytes(_part(parts, table, chunk.first, chunk.stop), getattr(chunk, table))
+        write_atomically(_part(parts, table, chunk.first, chunk.stop), getattr(chunk, table))
 
 
 def _settings(protocol: Protocol, parameters: ParameterSet, seed: int, n_patients: int, chunk_size: int,
@@ -170,8 +159,7 @@ def run_trial(protocol: Protocol | str | Path, n_patients: int, out_dir: str | P
         out.mkdir(parents=True, exist_ok=True)
         (out / MANIFEST).unlink(missing_ok=True)
         shutil.rmtree(parts, ignore_errors=True)
-        settings_path.with_suffix(".json.partial").write_text(json.dumps(settings, indent=1) + "\n")
-        os.replace(settings_path.with_suffix(".json.partial"), settings_path)
+        write_atomically(settings_path, json.dumps(settings, indent=1) + "\n")
     parts.mkdir(exist_ok=True)
 
     ranges = chunk_ranges(n_patients, int(settings["chunk_size"]))  # type: ignore[arg-type]
@@ -181,10 +169,9 @@ def run_trial(protocol: Protocol | str | Path, n_patients: int, out_dir: str | P
     task = ChunkTask(protocol, parameters, seed, trajectory_patients)
     timings: dict[str, float] = {}
     with backend:
-        if isinstance(backend, LocalBackend) and todo:
-            started = time.perf_counter()
-            task.warm_up()
-            timings["compile"] = time.perf_counter() - started
+        compile_s = backend.prepare(task) if todo else None
+        if compile_s is not None:
+            timings["compile"] = compile_s
         started = time.perf_counter()
         for chunk in backend.map(task, todo):
             _store(parts, chunk)

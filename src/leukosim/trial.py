@@ -28,13 +28,29 @@ from .population.covariates import Covariates, draw_covariates
 from .population.individual import individual_parameters
 from .population.streams import Stream, uniforms
 from .protocol.load import load_protocol, protocol_hash
+from .notice import NOTICE
 from .protocol.schema import Protocol
 
 __all__ = ["simulate_trial", "simulate_chunk", "simulate_patients", "TrialResult", "run_manifest", "assign_arms",
-           "trajectory_days", "DEFAULT_CHUNK_SIZE", "DEFAULT_TRAJECTORY_PATIENTS"]
+           "trajectory_days", "chunk_ranges", "warm_up_engine", "DEFAULT_CHUNK_SIZE", "DEFAULT_TRAJECTORY_PATIENTS"]
 
 DEFAULT_CHUNK_SIZE = 20_000
 DEFAULT_TRAJECTORY_PATIENTS = 200
+
+
+def warm_up_engine(protocol: Protocol, parameters: ParameterSet, seed: int) -> float:
+    """Compile the engine (or load it from numba's on-disk cache) in this process by simulating one patient,
+    so that later timings exclude it; returns the seconds taken (0 when it is compiled already)."""
+    if integrate_batch.signatures:
+        return 0.0
+    started = time.perf_counter()
+    simulate_chunk(protocol, parameters, seed, np.zeros(1, dtype=np.int64))
+    return time.perf_counter() - started
+
+
+def chunk_ranges(n_patients: int, chunk_size: int) -> list[tuple[int, int]]:
+    """Patient-id ranges ``(first, stop)`` of the chunks of a run."""
+    return [(first, min(first + chunk_size, n_patients)) for first in range(0, n_patients, chunk_size)]
 
 
 @dataclass(frozen=True)
@@ -91,7 +107,7 @@ def run_manifest(protocol: Protocol, parameters: ParameterSet, seed: int, n_pati
                      "pandas": pd.__version__, "pyarrow": pyarrow.__version__,
                      "pydantic": pydantic.__version__},
         "timings_s": timings,
-        "notice": "Research use only. Not a medical device; not advice for any individual patient.",
+        "notice": NOTICE,
     }
 
 
@@ -170,15 +186,11 @@ def simulate_trial(protocol: Protocol | str | Path, n_patients: int, seed: int =
     if not isinstance(protocol, Protocol):
         protocol = load_protocol(protocol)
     parameters = parameters or default_parameters()
-    compile_s = 0.0
-    if not integrate_batch.signatures:  # first run in this process: compile (or load from cache) untimed
-        started = time.perf_counter()
-        simulate_chunk(protocol, parameters, seed, np.zeros(1, dtype=np.int64))
-        compile_s = time.perf_counter() - started
+    compile_s = warm_up_engine(protocol, parameters, seed)
     started = time.perf_counter()
     patients, events, trajectories = [], [], []
-    for first in range(0, n_patients, chunk_size):
-        ids = np.arange(first, min(first + chunk_size, n_patients), dtype=np.int64)
+    for first, stop in chunk_ranges(n_patients, chunk_size):
+        ids = np.arange(first, stop, dtype=np.int64)
         chunk = simulate_chunk(protocol, parameters, seed, ids, trajectory_patients)
         patients.append(chunk[0])
         events.append(chunk[1])

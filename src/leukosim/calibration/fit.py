@@ -30,6 +30,7 @@ from ..model.registry import DEFAULT, INDEX, LITERATURE, PARAMETERS, literature_
 from ..protocol.load import bundled_protocols, load_protocol
 from ..protocol.schema import Protocol
 from .objective import PRIOR_SD_DECADES, CalibrationObjective
+from ..notice import NOTICE
 
 __all__ = ["CalibrationSettings", "calibrate", "calibration_protocols", "screen", "select_parameters",
            "write_parameter_set",
@@ -80,13 +81,14 @@ def _target_losses(comparison: pd.DataFrame) -> np.ndarray:
 
 
 def screen(objective: CalibrationObjective, factor: float,
-           progress: Callable[[str], None] | None = None) -> tuple[pd.DataFrame, np.ndarray]:
+           progress: Callable[[str], None] | None = None) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
     """One-at-a-time screening of ``objective.names``: each parameter multiplied and divided by ``factor``.
 
     Returns a table (parameter, loss_up, loss_down: change of the data loss; sensitivity: the larger, over the
     two moves, of the summed absolute change of the targets' losses, so a parameter that helps one target and
-    hurts another still counts) and the matrix of per-target loss changes (parameters x targets, the larger
-    move), used to make sure every badly missed target gets a parameter that moves it."""
+    hurts another still counts), the matrix of per-target loss changes (parameters x targets, the larger
+    move), used to make sure every badly missed target gets a parameter that moves it, and the targets' losses
+    at the base values."""
     step = math.log10(factor)
     zero = np.zeros(len(objective.names))
 
@@ -108,7 +110,7 @@ def screen(objective: CalibrationObjective, factor: float,
                      "sensitivity": max(influence)})
         if progress is not None:
             progress(f"screened {name}: {rows[-1]['sensitivity']:.3g}")
-    return pd.DataFrame(rows), np.array(effects)
+    return pd.DataFrame(rows), np.array(effects), base
 
 
 def select_parameters(screening: pd.DataFrame, effects: np.ndarray, base_losses: np.ndarray, min_sensitivity: float,
@@ -157,8 +159,7 @@ def calibrate(settings: CalibrationSettings, progress: Callable[[str], None] | N
     if not names:
         screener = CalibrationObjective(protocols, calibratable, settings.n_patients, settings.seed,
                                         prior_sd_decades=settings.prior_sd_decades)
-        screening, effects = screen(screener, settings.screen_factor, progress)
-        base_losses = _target_losses(screener.comparison(screener.parameters(np.zeros(len(calibratable)))))
+        screening, effects, base_losses = screen(screener, settings.screen_factor, progress)
         names = select_parameters(screening, effects, base_losses, settings.min_sensitivity,
                                   settings.max_parameters)
     if not names:
@@ -214,7 +215,7 @@ def calibrate(settings: CalibrationSettings, progress: Callable[[str], None] | N
             "not_identifiable": [] if screening is None else
             list(screening.loc[screening["sensitivity"] < settings.min_sensitivity, "parameter"]),
         },
-        "notice": "Research use only. Not a medical device; not advice for any individual patient.",
+        "notice": NOTICE,
     }
 
 

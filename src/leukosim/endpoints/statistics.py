@@ -69,8 +69,9 @@ def wilson_interval(successes: float | Sequence[float] | np.ndarray, n: float | 
         denominator = 1.0 + z**2 / total
         centre = (p + z**2 / (2.0 * total)) / denominator
         half_width = z * np.sqrt(p * (1.0 - p) / total + z**2 / (4.0 * total**2)) / denominator
-    low = np.where(total > 0, np.clip(centre - half_width, 0.0, 1.0), np.nan)
-    high = np.where(total > 0, np.clip(centre + half_width, 0.0, 1.0), np.nan)
+    # exact at the ends: 0 successes give low 0 and n successes high 1 (the formula leaves ~1e-17 of rounding)
+    low = np.where(total > 0, np.where(x == 0, 0.0, np.clip(centre - half_width, 0.0, 1.0)), np.nan)
+    high = np.where(total > 0, np.where(x == total, 1.0, np.clip(centre + half_width, 0.0, 1.0)), np.nan)
     if low.ndim == 0:
         return float(low), float(high)
     return low, high

@@ -45,14 +45,27 @@ def statistics_columns(names: Sequence[str]) -> list[str]:
     return [name for name in names if name in STATISTICS_COLUMNS or name.startswith(ASSESSMENT_COLUMN_PREFIXES)]
 
 
+def _landmarks(protocol: Protocol) -> list[int]:
+    """The landmark months (:data:`LANDMARK_MONTHS`) within the protocol's follow-up."""
+    return [m for m in LANDMARK_MONTHS if m * DAYS_PER_MONTH <= protocol.follow_up_days + 1.0]
+
+
 def arm_summary(protocol: Protocol, patients: pd.DataFrame) -> pd.DataFrame:
     """Response, MRD negativity per assessment, EFS/OS landmarks within follow-up, toxicity, transplant and
     relapse phenotype of each arm, among patients whose simulation succeeded (``status == 'ok'``)."""
-    landmarks = [m for m in LANDMARK_MONTHS if m * DAYS_PER_MONTH <= protocol.follow_up_days + 1.0]
+    if analysed(patients).empty:
+        return _main_table(protocol, patients, None, {})
+    landmarks = _landmarks(protocol)
+    survival = {endpoint: survival_table(patients, endpoint, landmarks) for endpoint in ("efs", "os")}
+    return _main_table(protocol, patients, response_rates(patients, protocol), survival)
+
+
+def _main_table(protocol: Protocol, patients: pd.DataFrame, rates: pd.DataFrame | None,
+                survival: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """:func:`arm_summary` from the response and survival tables already computed (None / empty when no
+    patient was analysed)."""
     rows: list[dict[str, object]] = []
     ok = analysed(patients)
-    rates = response_rates(patients, protocol) if len(ok) else None
-    survival = {endpoint: survival_table(patients, endpoint, landmarks) for endpoint in ("efs", "os") if len(ok)}
     for arm in protocol.arms:
         group = patients[patients["arm"] == arm.name]
         if group.empty:
@@ -102,14 +115,14 @@ def trial_statistics(protocol: Protocol, patients: pd.DataFrame) -> dict[str, pd
     columns = statistics_columns(list(patients.columns))
     if columns != list(patients.columns):
         patients = patients[columns]
-    landmarks = [m for m in LANDMARK_MONTHS if m * DAYS_PER_MONTH <= protocol.follow_up_days + 1.0]
-    tables = {"main": arm_summary(protocol, patients), "baseline": baseline_table(patients)}
     ok = analysed(patients)
     if ok.empty:
-        return tables
-    tables["response"] = response_rates(patients, protocol)
-    for endpoint in ("efs", "os"):
-        tables[endpoint] = survival_table(patients, endpoint, landmarks)
+        return {"main": arm_summary(protocol, patients), "baseline": baseline_table(patients)}
+    landmarks = _landmarks(protocol)
+    rates = response_rates(patients, protocol)
+    survival = {endpoint: survival_table(patients, endpoint, landmarks) for endpoint in ("efs", "os")}
+    tables = {"main": _main_table(protocol, patients, rates, survival), "baseline": baseline_table(patients),
+              "response": rates, **survival}
     analysed_arms = list(dict.fromkeys(ok["arm"]))
     reference = protocol.endpoints.reference_arm or protocol.arms[-1].name
     if len(analysed_arms) >= 2 and reference in analysed_arms:

@@ -18,7 +18,7 @@ def json_safe(value: object) -> object:
         return [json_safe(item) for item in value]
     if value is None or value is pd.NA:
         return None
-    if hasattr(value, "item") and not isinstance(value, (list, dict)):  # numpy scalar
+    if hasattr(value, "item"):  # numpy scalar
         value = value.item()
     if isinstance(value, float):
         if math.isnan(value):

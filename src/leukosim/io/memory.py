@@ -24,7 +24,7 @@ def release_memory() -> None:
     """Return freed memory to the operating system: the unused pages of Arrow's memory pool and, with glibc, the
     free pages of the C heap. Otherwise a process keeps what it freed (glibc serves large arrays from its heap
     once a large block was freed), and each stage of a million-patient run starts from the previous one's
-    high-water mark (a few hundred MB each)."""
+    high-water mark."""
     pa.default_memory_pool().release_unused()
     trim = _malloc_trim()
     if trim is not None:

@@ -66,9 +66,10 @@ def canonical_schema(schemas: Sequence[pa.Schema]) -> pa.Schema:
 
 
 def write_canonical(pieces: Iterable[pa.Table], schema: pa.Schema, path: Path,
-                    metadata: dict[str, str] | None = None) -> Path:
+                    metadata: dict[str, str] | None = None, row_group_rows: int = ROW_GROUP_ROWS) -> Path:
     """Stream ``pieces`` (in row order, each castable to ``schema``) into the Parquet file ``path``, written
-    atomically (``.partial`` then rename); ``metadata`` is added to the file's key-value metadata."""
+    atomically (``.partial`` then rename), in row groups of ``row_group_rows`` rows whatever the pieces' sizes;
+    ``metadata`` is added to the file's key-value metadata."""
     schema = schema.with_metadata({**(schema.metadata or {}),
                                    **{k.encode(): v.encode() for k, v in (metadata or {}).items()}})
     partial = path.with_suffix(path.suffix + ".partial")
@@ -78,32 +79,32 @@ def write_canonical(pieces: Iterable[pa.Table], schema: pa.Schema, path: Path,
         for piece in pieces:
             pending.append(piece.cast(schema))
             rows += piece.num_rows
-            while rows >= ROW_GROUP_ROWS:
+            while rows >= row_group_rows:
                 merged = pa.concat_tables(pending).combine_chunks()
-                writer.write_table(merged.slice(0, ROW_GROUP_ROWS), row_group_size=ROW_GROUP_ROWS)
-                pending, rows = [merged.slice(ROW_GROUP_ROWS)], rows - ROW_GROUP_ROWS
+                writer.write_table(merged.slice(0, row_group_rows), row_group_size=row_group_rows)
+                pending, rows = [merged.slice(row_group_rows)], rows - row_group_rows
         if rows:
-            writer.write_table(pa.concat_tables(pending).combine_chunks(), row_group_size=ROW_GROUP_ROWS)
+            writer.write_table(pa.concat_tables(pending).combine_chunks(), row_group_size=row_group_rows)
     os.replace(partial, path)
     return path
 
 
-def read_frame(path: Path, columns: Sequence[str] | None = None, categorical: bool = False) -> pd.DataFrame:
-    """The table at ``path`` as ``pd.read_parquet`` returns it, read one column at a time, strings read
-    dictionary-encoded (one Python object per distinct value, not per row): a fraction of the peak memory for a
-    million patients. Only ``columns`` (default all, in the file's order otherwise in the order given);
-    ``categorical=True`` keeps text columns as pandas categoricals (one byte per row for a few distinct values)
-    instead of converting them to the file's string dtypes."""
+def read_frame(path: Path, columns: Sequence[str] | None = None) -> pd.DataFrame:
+    """The table at ``path`` as ``pd.read_parquet`` returns it, except that text columns are pandas categoricals
+    (one byte per row for a few distinct values), read one column at a time and dictionary-encoded (one Python
+    object per distinct value, not per row): a fraction of the peak memory for a million patients. Only
+    ``columns`` (default all, in the file's order otherwise in the order given)."""
     schema = pq.read_schema(path)
     dtypes = schema.empty_table().to_pandas().dtypes
+    text = [field.name for field in schema if pa.types.is_string(field.type) or pa.types.is_large_string(field.type)]
+    file = pq.ParquetFile(path, read_dictionary=text)
     data = {}
     for name in columns or schema.names:
-        field = schema.field(name)
-        strings = pa.types.is_string(field.type) or pa.types.is_large_string(field.type)
-        column = pq.read_table(path, columns=[name], read_dictionary=[name] if strings else None).column(0)
+        strings = name in text
+        column = file.read(columns=[name]).column(0)
         extension = isinstance(dtypes[name], pd.api.extensions.ExtensionDtype)
         values = column.to_pandas(types_mapper=_EXTENSION_DTYPES.get if extension and not strings else None)
-        data[name] = values if strings and categorical else values.astype(dtypes[name])
+        data[name] = values if strings else values.astype(dtypes[name])
         del values
         del column
         release_memory()

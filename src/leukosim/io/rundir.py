@@ -25,9 +25,10 @@ from ..protocol.schema import Protocol
 from ..trial import TrialResult
 from .jsonsafe import json_safe
 from .parquet import canonical_schema, read_frame, to_arrow, write_canonical
+from ..notice import NOTICE
 
 __all__ = ["write_run", "read_run", "read_patients", "read_statistics_patients", "read_events", "write_summary",
-           "write_protocol", "write_manifest",
+           "write_protocol", "write_manifest", "write_atomically",
            "file_metadata", "RunDirectory", "MANIFEST", "PATIENTS",
            "EVENTS", "TRAJECTORIES", "SUMMARY", "PROTOCOL"]
 
@@ -45,9 +46,11 @@ def _write_parquet(frame: pd.DataFrame, path: Path, metadata: dict[str, str]) ->
     write_canonical([table], canonical_schema([table.schema]), path, metadata)
 
 
-def _write_text(path: Path, text: str) -> None:
+def write_atomically(path: Path, data: str | bytes) -> None:
+    """Write ``data`` (text as UTF-8) to ``path`` through ``<path>.partial`` and a rename, so a reader never sees
+    a half-written file."""
     partial = path.with_suffix(path.suffix + ".partial")
-    partial.write_text(text)
+    partial.write_bytes(data.encode("utf-8") if isinstance(data, str) else data)
     os.replace(partial, path)
 
 
@@ -56,7 +59,7 @@ def summary_document(protocol: Protocol, tables: dict[str, pd.DataFrame]) -> dic
     a list of records (NaN -> null, inf -> "inf")."""
     return {
         "protocol": protocol.name,
-        "notice": "Research use only. Not a medical device; not advice for any individual patient.",
+        "notice": NOTICE,
         "tables": {name: json_safe(table.astype(object).to_dict(orient="records")) for name, table in tables.items()},
     }
 
@@ -65,7 +68,7 @@ def write_summary(run_dir: str | Path, protocol: Protocol, tables: dict[str, pd.
     """Write ``summary.json`` of a run directory from its statistics tables and return its path."""
     path = Path(run_dir) / SUMMARY
     document = summary_document(protocol, tables)
-    _write_text(path, json.dumps(document, indent=1, allow_nan=False, ensure_ascii=False) + "\n")
+    write_atomically(path, json.dumps(document, indent=1, allow_nan=False, ensure_ascii=False) + "\n")
     return path
 
 
@@ -96,14 +99,14 @@ def write_run(result: TrialResult, out_dir: str | Path) -> Path:
 def write_protocol(run_dir: str | Path, protocol: Protocol) -> Path:
     """Write ``protocol.json`` (the validated protocol as run) and return its path."""
     path = Path(run_dir) / PROTOCOL
-    _write_text(path, json.dumps(protocol.model_dump(mode="json", by_alias=True), indent=1) + "\n")
+    write_atomically(path, json.dumps(protocol.model_dump(mode="json", by_alias=True), indent=1) + "\n")
     return path
 
 
 def write_manifest(run_dir: str | Path, manifest: dict[str, object]) -> Path:
     """Write ``manifest.json``, the file that marks a run directory complete: call it last."""
     path = Path(run_dir) / MANIFEST
-    _write_text(path, json.dumps(manifest, indent=2, sort_keys=True, default=str) + "\n")
+    write_atomically(path, json.dumps(manifest, indent=2, sort_keys=True, default=str) + "\n")
     return path
 
 
@@ -136,8 +139,8 @@ def read_patients(run_dir: str | Path) -> pd.DataFrame:
 def read_statistics_patients(path: str | Path) -> pd.DataFrame:
     """The columns of the patient table at ``path`` that the statistics read
     (:func:`leukosim.endpoints.summary.statistics_columns`), text as categoricals: what ``summary.json`` and the
-    report need, in a fraction of the memory of the whole table (a million patients: ~0.3 GB)."""
-    return read_frame(Path(path), statistics_columns(pq.read_schema(path).names), categorical=True)
+    report need, in a fraction of the memory of the whole table."""
+    return read_frame(Path(path), statistics_columns(pq.read_schema(path).names))
 
 
 def read_events(path: str | Path, patient_ids: Sequence[int] | np.ndarray) -> pd.DataFrame:

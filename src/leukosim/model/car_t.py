@@ -8,7 +8,8 @@ from .parameter import Parameter
 
 PARAMETERS = (
     Parameter("car_expansion_rate", 0.94, "1/day",
-              "[D] Stein 2019 CPT:PSP 8:285 rho = ln(3900)/9.3 = 0.89 plus exhaustion 0.05 [S]", True,
+              "[D] Stein 2019 CPT:PSP 8:285 rho = ln(3900)/9.3 = 0.89 plus exhaustion 0.05 [S]; taking Stein's "
+              "typical patient as T-cell fitness 1 is an assumption [U]", True,
               "maximal antigen-driven effector proliferation at T-cell fitness 1 (the product is made from the "
               "patient's T cells, so it scales with the t_cell_fitness covariate)", iiv_cv=0.35, bounds=(0.3, 3.0)),
     Parameter("car_contraction_rate", 0.16, "1/day", "Stein 2019 alpha (t1/2 4.3 d) [S]", True,

@@ -35,7 +35,8 @@ PARAMETERS = (
               "at 5 ug/m2/day (drug term 0.43) and fitness 0.8 once the T:B ratio saturates", True,
               "maximal blinatumomab kill rate of circulating B cells", bounds=(2.0, 100.0)),
     Parameter("blin_marrow_kill_efficiency", 0.1, "-", "Hosseini 2020 fBkill (tissue) [P]", False,
-              "tissue (marrow) kill efficiency relative to blood"),
+              "marrow kill efficiency (scales the marrow kill and the blood kill's E:T half-saturation; the blood "
+              "kill's maximum is blin_blood_kill_max)"),
     Parameter("blin_vm_b", 0.95, "-", "Hosseini 2020 VmB [P]", False, "maximal kill fraction"),
     Parameter("blin_km_tb", 7.5, "-", "[D] Hosseini 2020 KmTB_kill 0.75 x fKmTB_kill 10 (tissue) [P]", True,
               "activated T : target ratio for half-maximal kill in marrow"),

@@ -110,9 +110,7 @@ def mrd_figure(trajectories: pd.DataFrame, response: pd.DataFrame, detection_lim
         x = np.arange(len(mrd))
         rate = mrd["rate"].to_numpy(float)
         ax.bar(x, rate, color="#1f77b4", alpha=0.8)
-        below = np.clip(rate - mrd["ci_low"].to_numpy(float), 0.0, None)  # Wilson low at k = 0 is ~1e-19 above 0
-        above = np.clip(mrd["ci_high"].to_numpy(float) - rate, 0.0, None)
-        ax.errorbar(x, rate, yerr=[below, above],
+        ax.errorbar(x, rate, yerr=[rate - mrd["ci_low"].to_numpy(float), mrd["ci_high"].to_numpy(float) - rate],
                     fmt="none", ecolor="k", capsize=3)
         ax.set_xticks(x, labels, fontsize=7, rotation=45, ha="right")
         ax.set_ylim(0, 1)

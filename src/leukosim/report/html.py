@@ -9,7 +9,6 @@ import base64
 import html
 import io
 import json
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -17,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from ..endpoints.summary import trial_statistics
-from ..io.rundir import RunDirectory, read_run
+from ..io.rundir import RunDirectory, read_run, write_atomically
 from ..observe.assays import ASSAYS
 from ..protocol.schema import Protocol
 from . import figures
@@ -205,9 +204,7 @@ def write_report(run_dir: str | Path, tables: dict[str, pd.DataFrame] | None = N
     ``tables``: the run's statistics tables if already computed (:attr:`leukosim.runner.RunOutcome.statistics`)."""
     run = read_run(run_dir, statistics_only=True, event_patients=_event_patients)
     path = run.path / REPORT
-    partial = path.with_suffix(".html.partial")
-    partial.write_text(render_report(run, tables), encoding="utf-8")
-    os.replace(partial, path)
+    write_atomically(path, render_report(run, tables))
     return path
 
 

@@ -140,7 +140,7 @@ def _check_record(record: dict[str, float], previous: dict[str, float] | None,
             raise fail("DVID", f"DVID {record['DVID']:g} of an observation is not one of "
                                f"{', '.join(f'{e.dvid} {e.name}' for e in ENDPOINTS)}")
         if record["MDV"] != 0:
-            raise fail("MDV", "an observation (EVID 0) has MDV 0")
+            raise fail("MDV", f"an observation (EVID 0) must have MDV 0, got {record['MDV']:g}")
         if record["DV"] <= 0:
             raise fail("DV", f"DV must be > 0 (log-normal residual error; BLQ records carry DV = LLOQ), "
                              f"got {record['DV']:g}")

@@ -172,6 +172,11 @@ class PatientModel:
         prior = 0.5 * ((etas / self.omega) ** 2).sum(axis=1)
         return np.where(np.isfinite(data), data + prior, np.inf)
 
+    def value(self, eta: NDArray[np.float64]) -> float:
+        """Objective at ``eta`` (1e12 where the solver failed, so an optimiser steps back)."""
+        value = float(self.objective(eta)[0])
+        return value if np.isfinite(value) else 1e12
+
     def value_and_gradient(self, eta: NDArray[np.float64]) -> tuple[float, NDArray[np.float64]]:
         """Objective and its central-difference gradient at ``eta``, in one batch."""
         k = eta.size
@@ -290,7 +295,7 @@ def fit_patient(data: PatientData, protocol: Protocol, parameters: ParameterSet 
     result = minimize(model.value_and_gradient, np.zeros(len(estimated)), jac=True, method="L-BFGS-B",
                       bounds=bounds, options={"maxiter": 200})
     if not result.success:  # a line search stalled on finite-difference gradients: polish without gradients
-        result = minimize(lambda x: model.value_and_gradient(x)[0], result.x, method="Nelder-Mead", bounds=bounds,
+        result = minimize(model.value, result.x, method="Nelder-Mead", bounds=bounds,
                           options={"xatol": 1e-4, "fatol": 1e-6, "maxiter": 400})
     eta = result.x
     hessian = model.hessian(eta)

@@ -10,7 +10,8 @@ import numpy as np
 import pandas as pd
 
 from ..endpoints.outcomes import mrd_column
-from ..endpoints.statistics import RESPONDER, wilson_interval
+from ..endpoints.statistics import RESPONDER, analysed, wilson_interval
+from ..io.jsonsafe import json_safe
 from ..model.registry import INDEX
 from ..population.covariates import Covariates
 from ..population.individual import IIV_OMEGA, parameters_from_etas, random_effects
@@ -18,10 +19,12 @@ from ..protocol.schema import Protocol
 from ..trial import simulate_patients
 from .fit import NOTICE, PatientFit
 
-__all__ = ["Forecast", "forecast", "LANDMARK_DAYS"]
+__all__ = ["Forecast", "forecast", "DEFAULT_SAMPLES", "LANDMARK_DAYS"]
 
 #: Landmarks of the relapse, EFS and OS probabilities (days from each protocol's EFS/OS origin).
 LANDMARK_DAYS = {"1y": 365.0, "2y": 730.0}
+#: Posterior samples simulated per alternative by default.
+DEFAULT_SAMPLES = 200
 
 
 @dataclass(frozen=True)
@@ -40,15 +43,14 @@ class Forecast:
                 "uncertainty": "each sample draws the estimated random effects from the Laplace posterior, the "
                                "others from the population prior, and the stochastic layers of the engine; "
                                "intervals are Wilson 95% intervals of the Monte Carlo proportion",
-                "outcomes": self.table.replace({np.nan: None}).to_dict(orient="records")}
+                "outcomes": json_safe(self.table.to_dict(orient="records"))}
 
 
-def posterior_etas(fit: PatientFit, samples: int, seed: int) -> np.ndarray:
-    """Random effects of ``samples`` forecast patients (rows; registry columns, log scale): the population
-    draws of run ``seed`` (:func:`random_effects`), whose standardised values of the estimated parameters are
-    mapped to the fit's posterior, ``eta = MAP + L z`` with ``L L' = covariance``."""
-    covariates = fit.patient_covariates().take(np.zeros(samples, dtype=np.int64))
-    etas = random_effects(_renumbered(covariates), seed)
+def posterior_etas(fit: PatientFit, covariates: Covariates, seed: int) -> np.ndarray:
+    """Random effects of the forecast patients ``covariates`` (rows; registry columns, log scale): the
+    population draws of run ``seed`` (:func:`random_effects`), whose standardised values of the estimated
+    parameters are mapped to the fit's posterior, ``eta = MAP + L z`` with ``L L' = covariance``."""
+    etas = random_effects(covariates, seed)
     columns = np.array([INDEX[name] for name in fit.estimated])
     z = etas[:, columns] / IIV_OMEGA[columns]
     etas[:, columns] = np.array(fit.eta) + z @ np.linalg.cholesky(np.array(fit.covariance)).T
@@ -60,7 +62,7 @@ def _renumbered(covariates: Covariates) -> Covariates:
     return replace(covariates, patient_id=np.arange(len(covariates), dtype=np.int64))
 
 
-def forecast(fit: PatientFit, alternatives: Sequence[tuple[Protocol, str | None]], samples: int = 200,
+def forecast(fit: PatientFit, alternatives: Sequence[tuple[Protocol, str | None]], samples: int = DEFAULT_SAMPLES,
              seed: int = 0) -> Forecast:
     """Simulate the fitted patient ``samples`` times on each (protocol, arm name or None for every arm) of
     ``alternatives``, from his baseline covariates; the same samples (patient ids 0..samples-1, common random
@@ -69,7 +71,7 @@ def forecast(fit: PatientFit, alternatives: Sequence[tuple[Protocol, str | None]
         raise ValueError("samples must be at least 1")
     parameters = fit.parameters()
     covariates = _renumbered(fit.patient_covariates().take(np.zeros(samples, dtype=np.int64)))
-    p = parameters_from_etas(parameters, covariates, posterior_etas(fit, samples, seed), seed)
+    p = parameters_from_etas(parameters, covariates, posterior_etas(fit, covariates, seed), seed)
     rows: list[dict[str, object]] = []
     for protocol, arm_name in alternatives:
         names = [arm.name for arm in protocol.arms]
@@ -90,7 +92,7 @@ def _outcomes(protocol: Protocol, arm: str, patients: pd.DataFrame) -> list[dict
     """Proportions over the samples whose simulation succeeded: CR/CRi (best response), MRD negative at the
     arm's first MRD assessment (not assessed counts as positive), relapse by each landmark, event-free and alive
     at each landmark (only samples followed that long, or with an event before, count)."""
-    ok = patients[patients["status"] == "ok"]
+    ok = analysed(patients)
 
     def row(endpoint: str, success: np.ndarray, counted: np.ndarray) -> dict[str, object]:
         n = int(counted.sum())
