@@ -1,4 +1,5 @@
-"""Engine benchmark: the compiled Dormand-Prince engine against SciPy's LSODA on the same model.
+"""Engine benchmark: the compiled engine (Dormand-Prince 5(4), linearly implicit ARK5(4) where Dormand-Prince is
+stability-limited) against SciPy's LSODA on the same model.
 
     python benchmarks/engine.py [--patients N] [--scipy-patients M] [--protocol eliana] [--horizon-days 730]
 
@@ -7,10 +8,11 @@ Timed in one process, after warm-up calls that exclude JIT compilation (engine t
 * engine: one ``integrate_batch`` call over N patients, each with the full breakpoint schedule of the
   protocol's first arm along its default path (each phase's ``compile_phase`` schedule at its absolute
   offset, then drug-free follow-up to the horizon, in days since enrollment). Included: adaptive DP5(4)
-  steps, boluses and blinatumomab re-anchoring at breakpoints, located events (clone extinction, infection,
-  TRM and SOS deaths, SOS/VOD), toxicity grading, management and fatal CRS after every accepted step, CAR-T
-  kinetics summaries and clone resampling. Not included: assessments and decisions, so relapse monitoring
-  (armed by a remission assessment) is off and every patient follows the default path.
+  and ARK5(4) steps (Jacobians, factorisations), boluses and blinatumomab re-anchoring at breakpoints,
+  located events (clone extinction, infection, TRM and SOS deaths, SOS/VOD), toxicity grading, management
+  and fatal CRS after every accepted step, CAR-T kinetics summaries and clone resampling. Not included:
+  assessments and decisions, so relapse monitoring (armed by a remission assessment) is off and every patient
+  follows the default path.
 * engine, events off: the same call with every event and management rule switched off: every patient
   integrates the plain ODE to the horizon, the same work as the SciPy path.
 * end to end: ``simulate_trial`` for the same N patients, follow-up shortened so the horizon is the same day
@@ -23,17 +25,20 @@ Timed in one process, after warm-up calls that exclude JIT compilation (engine t
 
 Profile keys: accepted steps per patient (engine counter C_STEPS); RHS evaluations and rejected or
 event-relocated attempts per step from a replay of the engine's own ``integrate_patient`` and
-``integrate_interval`` in interpreted mode with a counting ``derivatives`` (``replay_matches_compiled_steps``
-checks that the replay took the compiled engine's steps); the single-thread cost of the per-step components
-(RHS, event functions, toxicity monitor, error norm) called in isolation on arguments sampled along those
-trajectories, and their shares of the sum. Isolated calls cost more than the same work inside the engine
-(``isolated_components_over_step`` > 1 when inlining helps), so the shares are the informative part.
+``integrate_interval`` in interpreted mode with a counting ``derivatives`` (also inside the implicit step and
+the Jacobians; ``replay_matches_compiled_steps`` checks that the replay took the compiled engine's steps);
+the single-thread cost of the per-step components (RHS, event functions, toxicity monitor, error norm) called
+in isolation on arguments sampled along those trajectories, and their shares of the sum (the implicit
+method's LU factorisations and solves are not among them). Isolated calls cost more than the same work
+inside the engine (``isolated_components_over_step`` > 1 when inlining helps), so the shares are the
+informative part.
 
-Where the steps go (same replay): ``capped_steps_per_patient`` took the full ``_max_step`` cap (1 day for 45 days
-after a CAR-T infusion and while blinatumomab runs, else 30 days); ``stability_limited_steps_per_patient`` had a
-step times the spectral radius of the RHS Jacobian (forward differences, every 3rd step) of at least 0.75 of
-DP5's real-axis stability boundary 3.31, i.e. the step size was set by stability, not accuracy; the stiff states
-are the largest components of that eigenvalue's eigenvector.
+Where the steps go (same replay): ``implicit_steps_per_patient`` were taken by the ARK5(4);
+``capped_steps_per_patient`` took the full ``_max_step`` cap (1 day for 45 days after a CAR-T infusion and while
+blinatumomab runs, else 30 days); ``stability_limited_steps_per_patient`` are Dormand-Prince steps whose size
+times the spectral radius of the RHS Jacobian (forward differences, every 3rd step) is at least 0.75 of DP5's
+real-axis stability boundary 3.31, i.e. the step size was set by stability, not accuracy; the stiff states are
+the largest components of that eigenvalue's eigenvector.
 
 CPU-time keys (``*_cpu_s``, ``*_per_cpu_s``, ``speedup_cpu``) count the processor time of this process and
 are less sensitive than wall time to other load on the machine (``load_average_1min``).
@@ -58,7 +63,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 import leukosim
-from leukosim.engine import integrator
+from leukosim.engine import implicit, integrator
 from leukosim.engine.initial import initial_state
 from leukosim.engine.reference import solve_patient
 from leukosim.engine.integrator import (
@@ -233,7 +238,8 @@ class Replay:
     steps: NDArray[np.int64]  # accepted steps per patient (replay)
     compiled_steps: NDArray[np.int64]  # accepted steps per patient (compiled run)
     samples: tuple[NDArray, ...]  # t, y, p, u, c of every SAMPLE_EVERY-th RHS call
-    accepted: list[tuple]  # per accepted step: t at its end, h, the _max_step cap, y, p, u, c at its end
+    attempts: NDArray[np.int64]  # attempted steps per patient
+    accepted: list[tuple]  # per accepted step: t at its end, h, the _max_step cap, implicit, y, p, u, c at its end
 
 
 SAMPLE_EVERY = 7
@@ -263,36 +269,50 @@ def replay(cohort: Cohort, rules: NDArray, seed: int, index: NDArray[np.int64]) 
         return derivatives(t, y, p, u, c, dy, death)
 
     accepted: list[tuple] = []
-    last_cap = [np.inf]
+    attempt = {"count": 0, "cap": np.inf, "implicit": False}
 
-    def capped(t, c):  # noqa: ANN001, ANN202 - same signature as integrator._max_step
-        last_cap[0] = integrator._max_step(t, c)
-        return last_cap[0]
+    def capped(t, c):  # noqa: ANN001, ANN202 - same signature as integrator._max_step, called once per attempt
+        attempt.update(count=attempt["count"] + 1, cap=integrator._max_step(t, c), implicit=False)
+        return attempt["cap"]
+
+    implicit_names = dict(implicit.ark_step.py_func.__globals__)
+    implicit_names["derivatives"] = counting
+    ark_step = types.FunctionType(implicit.ark_step.py_func.__code__, implicit_names)
+
+    def counted_ark_step(*args):  # noqa: ANN002, ANN202 - as implicit.ark_step
+        attempt["implicit"] = True
+        return ark_step(*args)
 
     def monitored(t, h, y, p, u, c, *rest):  # noqa: ANN001, ANN002, ANN202 - as integrator._monitor
-        accepted.append((t, h, last_cap[0], y.copy(), p, u.copy(), c.copy()))
+        accepted.append((t, h, attempt["cap"], attempt["implicit"], y.copy(), p, u.copy(), c.copy()))
         return integrator._monitor(t, h, y, p, u, c, *rest)
 
     names = dict(integrator.integrate_interval.py_func.__globals__)
     names["derivatives"] = counting
     names["_max_step"] = capped
     names["_monitor"] = monitored
+    names["ark_step"] = counted_ark_step
+    for name in ("jacobian", "compressed_jacobian"):
+        names[name] = types.FunctionType(getattr(implicit, name).py_func.__code__, implicit_names)
     names["integrate_interval"] = types.FunctionType(integrator.integrate_interval.py_func.__code__, names)
     patient = types.FunctionType(integrator.integrate_patient.py_func.__code__, names)
     _, _, compiled = run_engine(cohort, rules, seed, index)
     rhs = np.zeros(index.size, dtype=np.int64)
     steps = np.zeros(index.size, dtype=np.int64)
+    attempts = np.zeros(index.size, dtype=np.int64)
     for k, i in enumerate(index):
         y = cohort.state[i].copy()
         c = cohort.context[i].copy()
         count[0] = 0
+        attempt["count"] = 0
         patient(y, cohort.parameters[i], c, cohort.times, cohort.drive[i], cohort.bolus[i], cohort.times.size,
                 cohort.horizon, rules, seed, cohort.covariates.patient_id[i], Stream.block("extinction"),
                 np.empty(0), np.empty((0, N_RECORD)))
         rhs[k] = count[0]
         steps[k] = c[C_STEPS]
+        attempts[k] = attempt["count"]
     stacked = tuple(np.ascontiguousarray(np.array([sample[j] for sample in samples])) for j in range(5))
-    return Replay(rhs, steps, compiled[:, C_STEPS].astype(np.int64), stacked, accepted)
+    return Replay(rhs, steps, compiled[:, C_STEPS].astype(np.int64), stacked, attempts, accepted)
 
 
 @numba.njit(cache=False)
@@ -312,7 +332,7 @@ def _component_loop(which: int, t: NDArray, y: NDArray, p: NDArray, u: NDArray, 
                 _event_values(y[k], p[k], c[k], g)
                 total += g[0]
             elif which == 2:
-                total += _monitor(t[k], 0.1, y[k], p[k], u[k], c[k], 100.0, rules, 0, 0, 0, dy)
+                total += _monitor(t[k], 0.1, y[k], p[k], u[k], c[k], 100.0, rules, 0, 0, 0, dy, 5.0)
             else:
                 total += _error_norm(y[k], y[k], dy)
     return total
@@ -353,23 +373,29 @@ def step_profile(accepted: list[tuple], patients: int) -> dict[str, object]:
     mode (largest component of the eigenvector of the eigenvalue of largest modulus)."""
     size = np.array([step[1] for step in accepted])
     cap = np.array([step[2] for step in accepted])
+    implicit_step = np.array([step[3] for step in accepted])
     capped = size >= cap * (1.0 - 1e-12)
     h_rho, stiff_states = [], []
-    for t, h, _, y, p, u, c in accepted[::STIFFNESS_SAMPLE_EVERY]:
+    for t, h, _, _, y, p, u, c in accepted[::STIFFNESS_SAMPLE_EVERY]:
         values, vectors = np.linalg.eig(jacobian(t, y, p, u, c))
         largest = int(np.argmax(np.abs(values)))
         h_rho.append(h * abs(values[largest]))
         stiff_states.append(STATE_NAMES[int(np.argmax(np.abs(vectors[:, largest])))])
     h_rho_array = np.array(h_rho)
-    uncapped_sampled = ~capped[::STIFFNESS_SAMPLE_EVERY]
-    limited = h_rho_array >= STABILITY_LIMITED_AT * DP5_REAL_STABILITY_BOUNDARY
+    explicit_sampled = ~implicit_step[::STIFFNESS_SAMPLE_EVERY]
+    uncapped_sampled = ~capped[::STIFFNESS_SAMPLE_EVERY] & explicit_sampled
+    limited = (h_rho_array >= STABILITY_LIMITED_AT * DP5_REAL_STABILITY_BOUNDARY) & explicit_sampled
     names, counts = np.unique(np.array(stiff_states)[limited], return_counts=True)
     return {
+        "implicit_steps_per_patient": round(float(implicit_step.sum()) / patients, 1),
         "capped_steps_per_patient": round(float(capped.sum()) / patients, 1),
         "steps_under_1_day_cap_per_patient": round(float((cap <= 1.0).sum()) / patients, 1),
         "stability_limited_steps_per_patient": round(float(limited.mean()) * size.size / patients, 1),
-        "median_step_days_uncapped": round(float(np.median(size[~capped])), 3),
-        "median_h_times_spectral_radius_uncapped": round(float(np.median(h_rho_array[uncapped_sampled])), 2),
+        "median_step_days_uncapped_explicit": round(float(np.median(size[~capped & ~implicit_step])), 3),
+        "median_h_times_spectral_radius_uncapped_explicit": round(float(np.median(h_rho_array[uncapped_sampled])),
+                                                                  2),
+        "median_step_days_implicit": round(float(np.median(size[implicit_step])), 3) if implicit_step.any()
+        else None,
         "stiff_states_of_stability_limited_steps": {str(n): int(k) for n, k in zip(names, counts)},
     }
 
@@ -466,9 +492,9 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     steps = c_full[:, C_STEPS]
     rhs_per_step = profile.rhs.sum() / profile.steps.sum()
     us_per_step_1 = engine_1.cpu / steps.sum() * 1e6
-    # per accepted step: its RHS evaluations, and per attempt (6 RHS evaluations, FSAL) two event-function
-    # evaluations and one error norm, then one monitor call; the rest is stage arithmetic and control
-    attempts_per_step = rhs_per_step / 6.0
+    # per accepted step: its RHS evaluations, and per attempt two event-function evaluations and one error
+    # norm, then one monitor call; the rest is stage arithmetic, linear algebra and control
+    attempts_per_step = profile.attempts.sum() / profile.steps.sum()
     modelled = {"rhs": rhs_per_step * costs["rhs"], "event_functions": 2.0 * attempts_per_step
                 * costs["event_functions"], "monitor": costs["monitor"],
                 "error_norm": attempts_per_step * costs["error_norm"]}

@@ -1,7 +1,11 @@
 """The compiled, batched solver: adaptive Dormand-Prince 5(4) between schedule breakpoints (so every dose
-and block boundary is a step boundary), with located threshold events (clone extinction, morphological
-relapse, death hazards, SOS/VOD), toxicity grading and clinical management at every accepted step, and
-one status per patient. Patients of a batch run in parallel (numba prange) and never share state."""
+and block boundary is a step boundary), switching to the linearly implicit ARK5(4) of ``engine.implicit`` when
+the steps become limited by stability rather than accuracy (Hairer's test: step times the estimated spectral
+radius above 3.25, DP5's real-axis bound being 3.31, on STIFF_VOTES steps) and the step cap leaves the implicit
+method room for IMPLICIT_GAIN times longer steps (back to DP5 when it no longer does); with located threshold
+events (clone extinction, morphological relapse, death hazards, SOS/VOD), toxicity grading and clinical
+management at every accepted step, and one status per patient. Both methods share the error norm, step control,
+step caps and boundaries. Patients of a batch run in parallel (numba prange) and never share state."""
 
 from __future__ import annotations
 
@@ -37,6 +41,9 @@ from ..observe.grading import crs_grade_astct, icans_grade_astct
 from .extinction import (
     RESAMPLE_PROBABILITY, extinction_probability, extinction_threshold, surviving_clone_size,
 )
+from .implicit import (
+    ARK_GAMMA, ARK_STAGES, ark_step, column_groups, compressed_jacobian, factor, jacobian, spectral_radius,
+)
 from ..population.streams import uniform
 
 # management rule columns
@@ -65,6 +72,14 @@ MAX_RESAMPLES = 15
 MAX_TOCILIZUMAB_DOSES = 4  # Kymriah label: max 4 doses, >= 8 h apart
 TOCILIZUMAB_INTERVAL = 8.0 / 24.0
 STEROID_INTERVAL = 1.0
+STIFF_H_RHO = 3.25  # DP5 step x spectral-radius estimate above which a step counts as stability-limited
+STIFF_VOTES = 15  # stability-limited DP5 steps (without 6 calm ones in a row between) before switching
+CALM_VOTES = 6
+#: An ARK5(4) step costs about 5 DP5 steps (8 RHS evaluations, a Jacobian by column groups, an LU factorisation
+#: and 7 sparse solves against 6 RHS evaluations); the implicit method is used only where the step cap lets it
+#: take steps at least this many times longer than DP5's stable step STIFF_H_RHO / spectral radius.
+IMPLICIT_GAIN = 5.0
+FULL_JACOBIAN_EVERY = 10  # ARK steps between full Jacobians (column groups of the sparsity pattern in between)
 
 _LINEAR_STATES = (S_INO_CENTRAL, S_INO_CENTRAL + 1, S_INO_CENTRAL + 2, S_HAZARD_INFECTION, S_HAZARD_TRM,
                   S_HAZARD_SOS)
@@ -256,10 +271,26 @@ def _apply_event(which: int, t: float, y: np.ndarray, c: np.ndarray, p: np.ndarr
 
 
 @numba.njit(cache=True, error_model="numpy")
+def _fraction_below(start: float, end: float, threshold: float) -> float:
+    """Fraction of a step during which a positive quantity going from ``start`` to ``end`` (log-linearly) is at
+    or below ``threshold``."""
+    if start <= threshold and end <= threshold:
+        return 1.0
+    if start > threshold and end > threshold:
+        return 0.0
+    if not (start > 0.0 and end > 0.0):  # a count below the smallest double: no log-linear path
+        return 1.0 if end <= threshold else 0.0
+    crossing = math.log(threshold / start) / math.log(end / start)
+    return 1.0 - crossing if end <= threshold else crossing
+
+
+@numba.njit(cache=True, error_model="numpy")
 def _monitor(t: float, h: float, y: np.ndarray, p: np.ndarray, u: np.ndarray, c: np.ndarray, il6: float,
-             rules: np.ndarray, seed: int, patient_id: int, extinction_stream: int, dy: np.ndarray) -> bool:
-    """Toxicity grading, management, kinetics and clone resampling after an accepted step.
-    Returns True if the state changed (derivatives must be re-evaluated)."""
+             rules: np.ndarray, seed: int, patient_id: int, extinction_stream: int, dy: np.ndarray,
+             b_cells_start: float) -> bool:
+    """Toxicity grading, management, kinetics and clone resampling after an accepted step of h days that
+    started with ``b_cells_start`` B cells per uL. Returns True if the state changed (derivatives must be
+    re-evaluated)."""
     changed = False
     if not math.isfinite(il6):
         c[C_STATUS] = STATUS_NONFINITE
@@ -335,8 +366,7 @@ def _monitor(t: float, h: float, y: np.ndarray, p: np.ndarray, u: np.ndarray, c:
         if since <= 28.0:
             c[C_CAR_AUC28] += copies * h
     if c[C_CAR_PRESENT] > 0.5 or blin_running:
-        if b_cells_per_ul(y, p) <= B_CELL_APLASIA_PER_UL:
-            c[C_APLASIA_DAYS] += h
+        c[C_APLASIA_DAYS] += h * _fraction_below(b_cells_start, b_cells_per_ul(y, p), B_CELL_APLASIA_PER_UL)
     ino = inotuzumab_concentration(y, p)
     if ino > c[C_INO_CMAX]:
         c[C_INO_CMAX] = ino
@@ -384,6 +414,18 @@ def _error_norm(y: np.ndarray, y_new: np.ndarray, err: np.ndarray) -> float:
 
 
 @numba.njit(cache=True, error_model="numpy")
+def _spectral_radius_estimate(k6: np.ndarray, k7: np.ndarray, stage6: np.ndarray, y_new: np.ndarray) -> float:
+    """Hairer's estimate of the spectral radius (1/day) from an accepted DP5 step (Solving ODEs II, section
+    IV.2): the last two stages are evaluated at the same time, so their difference quotient."""
+    numerator = 0.0
+    denominator = 0.0
+    for j in range(N_STATES):
+        numerator += (k7[j] - k6[j]) ** 2
+        denominator += (y_new[j] - stage6[j]) ** 2
+    return math.sqrt(numerator / denominator) if denominator > 0.0 else 0.0
+
+
+@numba.njit(cache=True, error_model="numpy")
 def _max_step(t: float, c: np.ndarray) -> float:
     """Largest step (day): fine while CAR-T expand or blinatumomab runs, so toxicity peaks and kinetics
     are resolved; coarse otherwise (accuracy is always set by the error control)."""
@@ -397,9 +439,10 @@ def _max_step(t: float, c: np.ndarray) -> float:
 @numba.njit(cache=True, error_model="numpy")
 def integrate_interval(t: float, t_stop: float, y: np.ndarray, p: np.ndarray, u: np.ndarray, c: np.ndarray,
                        rules: np.ndarray, seed: int, patient_id: int, extinction_stream: int,
-                       record_t: np.ndarray, record_out: np.ndarray) -> float:
-    """Integrate one patient from t to t_stop under the constant drive u. Returns the time reached
-    (< t_stop if a terminal event or a failure stopped the patient; see C_EVENT and C_STATUS)."""
+                       record_t: np.ndarray, record_out: np.ndarray, stiff: bool) -> tuple[float, bool]:
+    """Integrate one patient from t to t_stop under the constant drive u, starting with the linearly implicit
+    method if ``stiff``. Returns the time reached (< t_stop if a terminal event or a failure stopped the
+    patient; see C_EVENT and C_STATUS) and whether the implicit method is in use at the end."""
     k1 = np.empty(N_STATES)
     k2 = np.empty(N_STATES)
     k3 = np.empty(N_STATES)
@@ -413,6 +456,24 @@ def integrate_interval(t: float, t_stop: float, y: np.ndarray, p: np.ndarray, u:
     g0 = np.empty(N_EVENTS)
     g1 = np.empty(N_EVENTS)
     death = np.empty(N_CLASSES)
+    # linearly implicit ARK5(4) for stability-limited stretches: allocated when first needed
+    stiff_votes = 0
+    calm_votes = 0
+    jacobian_current = False  # the Jacobian is that of the current step's start
+    compressed_jacobians = FULL_JACOBIAN_EVERY  # since the last full one (which sets pattern and column groups)
+    n_groups = 0
+    factored_h = 0.0  # step size of the LU factorisation; 0: factorise before the next step
+    jac = np.empty((0, 0))
+    pattern = np.empty((0, 0))
+    group = np.empty(0, dtype=np.int64)
+    lu = np.empty((0, 0))
+    pivots = np.empty(0, dtype=np.int64)
+    lower = np.empty((0, 0), dtype=np.int64)
+    n_lower = np.empty(0, dtype=np.int64)
+    upper = np.empty((0, 0), dtype=np.int64)
+    n_upper = np.empty(0, dtype=np.int64)
+    stage_f = np.empty((0, 0))
+    stage_implicit = np.empty((0, 0))
 
     il6 = derivatives(t, y, p, u, c, k1, death)
     _event_values(y, p, c, g0)
@@ -423,7 +484,7 @@ def integrate_interval(t: float, t_stop: float, y: np.ndarray, p: np.ndarray, u:
         attempts += 1
         if attempts >= MAX_STEPS:
             c[C_STATUS] = STATUS_TOO_MANY_STEPS
-            return t
+            return t, stiff
         boundary = t_stop
         resume = c[C_BLIN_INTERRUPTED_UNTIL]
         if t < resume < boundary:
@@ -437,38 +498,77 @@ def integrate_interval(t: float, t_stop: float, y: np.ndarray, p: np.ndarray, u:
         h = min(h, _max_step(t, c), boundary - t)
         if boundary - t - h < 1e-9:
             h = boundary - t
-        for j in range(N_STATES):
-            tmp[j] = y[j] + h * _A21 * k1[j]
-        peak = max(il6, derivatives(t + _C2 * h, tmp, p, u, c, k2, death))
-        for j in range(N_STATES):
-            tmp[j] = y[j] + h * (_A31 * k1[j] + _A32 * k2[j])
-        peak = max(peak, derivatives(t + _C3 * h, tmp, p, u, c, k3, death))
-        for j in range(N_STATES):
-            tmp[j] = y[j] + h * (_A41 * k1[j] + _A42 * k2[j] + _A43 * k3[j])
-        peak = max(peak, derivatives(t + _C4 * h, tmp, p, u, c, k4, death))
-        for j in range(N_STATES):
-            tmp[j] = y[j] + h * (_A51 * k1[j] + _A52 * k2[j] + _A53 * k3[j] + _A54 * k4[j])
-        peak = max(peak, derivatives(t + _C5 * h, tmp, p, u, c, k5, death))
-        for j in range(N_STATES):
-            tmp[j] = y[j] + h * (_A61 * k1[j] + _A62 * k2[j] + _A63 * k3[j] + _A64 * k4[j] + _A65 * k5[j])
-        peak = max(peak, derivatives(t + h, tmp, p, u, c, k6, death))
-        for j in range(N_STATES):
-            y_new[j] = y[j] + h * (_B1 * k1[j] + _B3 * k3[j] + _B4 * k4[j] + _B5 * k5[j] + _B6 * k6[j])
-        il6_new = derivatives(t + h, y_new, p, u, c, k7, death)
-        for j in range(N_STATES):
-            err[j] = h * (_E1 * k1[j] + _E3 * k3[j] + _E4 * k4[j] + _E5 * k5[j] + _E6 * k6[j] + _E7 * k7[j])
+        if stiff and not jacobian_current:
+            if jac.shape[0] == 0:
+                jac = np.empty((N_STATES, N_STATES))
+                pattern = np.empty((N_STATES, N_STATES))
+                group = np.empty(N_STATES, dtype=np.int64)
+                lu = np.empty((N_STATES, N_STATES))
+                pivots = np.empty(N_STATES, dtype=np.int64)
+                lower = np.empty((N_STATES, N_STATES), dtype=np.int64)
+                n_lower = np.empty(N_STATES, dtype=np.int64)
+                upper = np.empty((N_STATES, N_STATES), dtype=np.int64)
+                n_upper = np.empty(N_STATES, dtype=np.int64)
+                stage_f = np.empty((ARK_STAGES, N_STATES))
+                stage_implicit = np.empty((ARK_STAGES, N_STATES))
+            if compressed_jacobians >= FULL_JACOBIAN_EVERY:
+                stiff = jacobian(t, y, p, u, c, k1, jac, tmp, k2, death)
+                for i in range(N_STATES):
+                    for j in range(N_STATES):
+                        pattern[i, j] = jac[i, j]
+                n_groups = column_groups(jac, group)
+                compressed_jacobians = 0
+                if stiff and _max_step(t, c) * spectral_radius(jac, tmp, k2) < IMPLICIT_GAIN * STIFF_H_RHO:
+                    stiff = False  # the cap keeps the steps short enough for DP5 to be the cheaper method
+            else:
+                stiff = compressed_jacobian(t, y, p, u, c, k1, pattern, group, n_groups, jac, tmp, k2, death)
+                compressed_jacobians += 1
+            jacobian_current = True
+            factored_h = 0.0
+            if not stiff:  # a non-finite Jacobian or DP5 stable: DP5 until STIFF_VOTES stability-limited steps
+                stiff_votes = 0
+        if stiff and h != factored_h:
+            stiff = factor(jac, h * ARK_GAMMA, lu, pivots, lower, n_lower, upper, n_upper)
+            factored_h = h
+            if not stiff:  # a singular iteration matrix: likewise
+                stiff_votes = 0
+        if stiff:
+            peak = max(il6, ark_step(t, h, y, p, u, c, k1, lu, pivots, lower, n_lower, upper, n_upper, stage_f,
+                                     stage_implicit, k2, tmp, y_new, err, death))
+            il6_new = derivatives(t + h, y_new, p, u, c, k7, death)
+        else:
+            for j in range(N_STATES):
+                tmp[j] = y[j] + h * _A21 * k1[j]
+            peak = max(il6, derivatives(t + _C2 * h, tmp, p, u, c, k2, death))
+            for j in range(N_STATES):
+                tmp[j] = y[j] + h * (_A31 * k1[j] + _A32 * k2[j])
+            peak = max(peak, derivatives(t + _C3 * h, tmp, p, u, c, k3, death))
+            for j in range(N_STATES):
+                tmp[j] = y[j] + h * (_A41 * k1[j] + _A42 * k2[j] + _A43 * k3[j])
+            peak = max(peak, derivatives(t + _C4 * h, tmp, p, u, c, k4, death))
+            for j in range(N_STATES):
+                tmp[j] = y[j] + h * (_A51 * k1[j] + _A52 * k2[j] + _A53 * k3[j] + _A54 * k4[j])
+            peak = max(peak, derivatives(t + _C5 * h, tmp, p, u, c, k5, death))
+            for j in range(N_STATES):
+                tmp[j] = y[j] + h * (_A61 * k1[j] + _A62 * k2[j] + _A63 * k3[j] + _A64 * k4[j] + _A65 * k5[j])
+            peak = max(peak, derivatives(t + h, tmp, p, u, c, k6, death))
+            for j in range(N_STATES):
+                y_new[j] = y[j] + h * (_B1 * k1[j] + _B3 * k3[j] + _B4 * k4[j] + _B5 * k5[j] + _B6 * k6[j])
+            il6_new = derivatives(t + h, y_new, p, u, c, k7, death)
+            for j in range(N_STATES):
+                err[j] = h * (_E1 * k1[j] + _E3 * k3[j] + _E4 * k4[j] + _E5 * k5[j] + _E6 * k6[j] + _E7 * k7[j])
         norm = _error_norm(y, y_new, err)
         if not math.isfinite(norm):
             if h > MIN_STEP:
                 h *= 0.1
                 continue
             c[C_STATUS] = STATUS_NONFINITE
-            return t
+            return t, stiff
         if norm > 1.0:
             h *= max(0.2, 0.9 * norm ** -0.2)
             if h < MIN_STEP:
                 c[C_STATUS] = STATUS_STEP_UNDERFLOW
-                return t
+                return t, stiff
             continue
 
         # locate the earliest event crossing inside the step (linear in the event function)
@@ -485,6 +585,20 @@ def integrate_interval(t: float, t_stop: float, y: np.ndarray, p: np.ndarray, u:
             h = theta * h * LOCATE_OVERSHOOT  # land just past the crossing; the retry then accepts it
             continue
 
+        jacobian_current = False
+        if not stiff:
+            radius = _spectral_radius_estimate(k6, k7, tmp, y_new)
+            if h * radius > STIFF_H_RHO:
+                stiff_votes += 1
+                calm_votes = 0
+                if stiff_votes >= STIFF_VOTES and _max_step(t, c) * radius >= IMPLICIT_GAIN * STIFF_H_RHO:
+                    stiff = True
+                    compressed_jacobians = FULL_JACOBIAN_EVERY
+            else:
+                calm_votes += 1
+                if calm_votes >= CALM_VOTES:
+                    stiff_votes = 0
+        b_cells_start = b_cells_per_ul(y, p) if c[C_CAR_PRESENT] > 0.5 or c[C_BLIN_RATE] > 0.0 else 0.0
         t += h
         for j in range(N_STATES):
             y[j] = y_new[j]
@@ -496,28 +610,30 @@ def integrate_interval(t: float, t_stop: float, y: np.ndarray, p: np.ndarray, u:
         changed = False
         if which >= 0:
             if _apply_event(which, t, y, c, p):
-                return t
+                return t, stiff
             changed = True
         # toxicity is graded on the step's IL-6 peak: the largest value at its Runge-Kutta stages
-        if _monitor(t, h, y, p, u, c, max(peak, il6_new), rules, seed, patient_id, extinction_stream, k1):
+        if _monitor(t, h, y, p, u, c, max(peak, il6_new), rules, seed, patient_id, extinction_stream, k1,
+                    b_cells_start):
             changed = True
         if c[C_EVENT] != EVENT_NONE or c[C_STATUS] != STATUS_OK:
-            return t
+            return t, stiff
         if abs(t - resume) < 1e-12 and c[C_BLIN_RATE] == 0.0 and resume > 0.0:
             _reanchor_blinatumomab(t, p, c, u[U_BLIN_RATE])
             c[C_BLIN_INTERRUPTED_UNTIL] = -1.0
             changed = True
-        if changed:  # state or context changed at t: derivatives and event functions start afresh
+        if changed:  # state or context changed at t: derivatives, event functions and Jacobian start afresh
             il6 = derivatives(t, y, p, u, c, k1, death)
             _event_values(y, p, c, g0)
+            compressed_jacobians = FULL_JACOBIAN_EVERY  # the sparsity may have changed too
         _record(t, y, p, c, il6, record_t, record_out)
         c[C_STEP_SIZE] = h
         h *= min(5.0, 0.9 * max(norm, 1e-10) ** -0.2)
         for j in range(N_STATES):
             if not math.isfinite(y[j]):
                 c[C_STATUS] = STATUS_NONFINITE
-                return t
-    return t
+                return t, stiff
+    return t, stiff
 
 
 @numba.njit(cache=True, error_model="numpy")
@@ -526,6 +642,7 @@ def integrate_patient(y: np.ndarray, p: np.ndarray, c: np.ndarray, times: np.nda
                       patient_id: int, extinction_stream: int, record_t: np.ndarray,
                       record_out: np.ndarray) -> None:
     """Integrate one patient through its breakpoints (boluses applied at each) up to t_end."""
+    stiff = False
     for j in range(n_breakpoints):
         t = times[j]
         t_next = times[j + 1] if j + 1 < n_breakpoints else t_end
@@ -535,8 +652,8 @@ def integrate_patient(y: np.ndarray, p: np.ndarray, c: np.ndarray, times: np.nda
         _reanchor_blinatumomab(t, p, c, rate)
         if t_next <= t:
             continue
-        reached = integrate_interval(t, t_next, y, p, drive[j], c, rules, seed, patient_id, extinction_stream,
-                                     record_t, record_out)
+        reached, stiff = integrate_interval(t, t_next, y, p, drive[j], c, rules, seed, patient_id,
+                                            extinction_stream, record_t, record_out, stiff)
         if c[C_EVENT] != EVENT_NONE or c[C_STATUS] != STATUS_OK or reached < t_next:
             return
 
