@@ -6,13 +6,25 @@ documents it, and turns red the day the model passes it (remove the mark then)."
 
 from __future__ import annotations
 
+import math
+
+import numpy as np
 import pandas as pd
 import pytest
 
 import leukosim
 from leukosim.endpoints.statistics import RESPONDER, car_kinetics, survival_table
-from leukosim.model.registry import ParameterSet
+from leukosim.engine.initial import initial_state
+from leukosim.model.layout import (
+    C_CAR_PRESENT, D, N_CLASSES, N_DRIVE, N_STATES, S_B_PRECURSOR, S_CAR_EFFECTOR, S_CAR_EXHAUSTED, S_CAR_MEMORY,
+    S_LEUKEMIA,
+)
+from leukosim.model.registry import INDEX, ParameterSet, default_parameters
+from leukosim.model.rhs import derivatives
 from leukosim.model.toxicity import inflammatory_signal
+from leukosim.population.covariates import draw_covariates
+from leukosim.population.individual import individual_parameters
+from leukosim.protocol.load import load_protocol
 from leukosim.protocol.schema import Distribution, Protocol
 
 N = 400
@@ -139,3 +151,26 @@ def test_crs_needs_inflammation_whatever_the_patient_susceptibility() -> None:
     baseline = values["il6_baseline"]
     for susceptibility in (1e-3, 1.0, 1e3, 1e6):
         assert inflammatory_signal(baseline, baseline, susceptibility, 1.0) == baseline < values["crs_fever_il6"]
+
+
+def test_t_cell_kill_sensitivity_scales_the_kill_of_leukemic_cells_not_of_normal_b_cells() -> None:
+    """With CAR-T effectors present, lowering the leukemia's sensitivity to T-cell killing from 1 to 0.25 slows
+    the death of CD19+ leukemic cells by 0.75 x the CAR-T kill rate (car_kill_max E / (k_C + E)), and leaves the
+    CD19- class and the normal B lineage unchanged."""
+    covariates = draw_covariates(load_protocol("eliana").population, 1, np.arange(1))
+    p = individual_parameters(default_parameters(), covariates, 1)[0]
+    y, c = (a[0] for a in initial_state(p[None, :], covariates, 1))
+    c[C_CAR_PRESENT] = 1.0
+    effectors = 1.0e10
+    y[S_CAR_EFFECTOR], y[S_CAR_MEMORY], y[S_CAR_EXHAUSTED] = math.log(effectors), math.log(1e8), math.log(1e8)
+    rates = []
+    for sensitivity in (1.0, 0.25):
+        q = p.copy()
+        q[D["t_cell_kill_sensitivity"]] = sensitivity
+        dy, death = np.empty(N_STATES), np.empty(N_CLASSES)
+        derivatives(0.0, y, q, np.zeros(N_DRIVE), c, dy, death)
+        rates.append(dy.copy())
+    car_kill = p[INDEX["car_kill_max"]] * effectors / (p[INDEX["car_kill_half_saturation"]] + effectors)
+    assert rates[1][S_LEUKEMIA] - rates[0][S_LEUKEMIA] == pytest.approx(0.75 * car_kill, rel=1e-9)
+    assert rates[1][S_LEUKEMIA + 1] == rates[0][S_LEUKEMIA + 1]  # CD19- class
+    assert rates[1][S_B_PRECURSOR] == rates[0][S_B_PRECURSOR]

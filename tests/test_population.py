@@ -252,3 +252,14 @@ def test_relapsed_disease_chemosensitivity_is_scaled_by_the_registry_factor() ->
         covariates = draw_covariates(make_population(disease=disease), 2, ids)
         p = individual_parameters(values, covariates, 2)
         np.testing.assert_allclose(p[:, D["chemosensitivity"]], factor * covariates.chemosensitivity)
+
+
+def test_leukemia_t_cell_kill_sensitivity_is_lognormal_with_the_registry_sd() -> None:
+    """The patient's sensitivity of leukemic cells to T-cell killing: median 1, log SD from the registry
+    (Kolmogorov-Smirnov against the normal law), and the same for a patient id in any cohort."""
+    values = default_parameters().replace(t_cell_kill_sensitivity_sd=0.9)
+    covariates = draw_covariates(make_population(), 5, np.arange(20_000))
+    logs = np.log(individual_parameters(values, covariates, 5)[:, D["t_cell_kill_sensitivity"]])
+    assert stats.kstest(logs, "norm", args=(0.0, 0.9)).pvalue > 1e-3
+    few = individual_parameters(values, draw_covariates(make_population(), 5, np.arange(7)), 5)
+    np.testing.assert_array_equal(np.log(few[:, D["t_cell_kill_sensitivity"]]), logs[:7])

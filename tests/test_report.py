@@ -335,3 +335,38 @@ def test_every_assessment_has_its_columns_even_if_nobody_reached_it(tmp_path) ->
     for column in (mrd_column(unreached), response_column(unreached), "blasts_percent_end_of_second_block"):
         assert patients[column].isna().all()
     assert len(compare_targets(protocol, patients)) == len(protocol.targets)  # no KeyError
+
+
+def test_car_persistence_is_the_geometric_mean_of_quantifiable_month_3_levels_over_cmax() -> None:
+    """Transgene at the named assessment over Cmax, geometric mean over patients whose level is quantifiable
+    (>= the qPCR LLOQ): a level below the LLOQ, a patient never infused and a failed patient are left out."""
+    from scipy import stats
+
+    protocol = load_protocol("eliana")
+    table = _kinetics_table()
+    table["car_copies_month_3"] = [10.0, 80.0, 100.0, 400.0, 0.0, np.nan, 1.0e9]
+    target = Target(endpoint="car_persistence_geomean", arm="tisagenlecleucel", assessment="month-3", value=0.01,
+                    source="test")
+    ratios = np.log([80.0 / 4000.0, 100.0 / 2000.0, 400.0 / 8000.0])  # 10 copies/ug is below the LLOQ (50)
+    half = stats.t.ppf(0.975, 2) * ratios.std(ddof=1) / np.sqrt(3)
+    got = evaluate_target(target, protocol, table)
+    assert got[0] == pytest.approx(np.exp(ratios.mean())) and got[3] == 3
+    assert got[1:3] == pytest.approx((np.exp(ratios.mean() - half), np.exp(ratios.mean() + half)))
+    with pytest.raises(ValueError, match="assessment"):
+        Target(endpoint="car_persistence_geomean", value=0.01, source="test")
+
+
+def test_transgene_is_reported_at_assessments_of_car_t_arms_only() -> None:
+    """ELIANA: a blood transgene level at day 28 and month 3 for every infused patient that reached them, and
+    equal to the engine's trajectory record on that day; a chemotherapy protocol has no such column."""
+    result = leukosim.simulate_trial("eliana", 20, seed=3, trajectory_patients=20)
+    patients = result.patients
+    assert {"car_copies_day_28", "car_copies_month_3"} <= set(patients.columns)
+    reached = patients["mrd_month_3"].notna()
+    assert reached.any() and (patients.loc[reached, "car_copies_month_3"] > 0).all()
+    first = patients.index[reached][0]
+    day = patients.loc[first, "efs_origin_day"] + 91.0  # month 3 = day 91 after infusion
+    record = result.trajectories.query("patient_id == @first and day == @day")["car_copies_per_ug"]
+    assert float(patients.loc[first, "car_copies_month_3"]) == pytest.approx(float(record.iloc[0]), rel=1e-6)
+    chemo = leukosim.simulate_trial("aieop-bfm-2000", 5, seed=3).patients
+    assert not any(column.startswith("car_copies") for column in chemo.columns)

@@ -20,7 +20,8 @@ from ..model.layout import (
 from ..observe.grading import RESPONSE_LABELS
 from ..protocol.schema import Protocol
 
-__all__ = ["patient_table", "event_table", "mrd_column", "response_column", "RELAPSE_PHENOTYPES"]
+__all__ = ["patient_table", "event_table", "car_copies_column", "mrd_column", "response_column",
+           "RELAPSE_PHENOTYPES"]
 
 RELAPSE_PHENOTYPES = ("CD19+", "CD19-", "CD22-low", "lineage-switch")
 _DEATH_CAUSES = {EVENT_DEATH_INFECTION: "infection", EVENT_DEATH_TRM: "transplant", EVENT_DEATH_SOS: "sos_vod",
@@ -35,6 +36,12 @@ def _column_name(assessment: str) -> str:
 def mrd_column(assessment: str) -> str:
     """Name of the patient-table column holding the MRD result of an assessment."""
     return f"mrd_{_column_name(assessment)}"
+
+
+def car_copies_column(assessment: str) -> str:
+    """Name of the patient-table column holding the blood CAR transgene level (copies/ug gDNA) at an
+    assessment (arms that give CAR-T only)."""
+    return f"car_copies_{_column_name(assessment)}"
 
 
 def response_column(assessment: str) -> str:
@@ -160,12 +167,16 @@ def patient_table(protocol: Protocol, course: ArmCourse) -> pd.DataFrame:
             table[mrd_column(name)] = np.full(n, np.nan)
             table[f"blasts_percent_{column}"] = np.full(n, np.nan)
             table[response_column(name)] = np.full(n, None, dtype=object)
+            if arm.gives_car_t():
+                table[car_copies_column(name)] = np.full(n, np.nan)
             continue
         table[mrd_column(name)] = result.mrd
         table[f"blasts_percent_{column}"] = result.blasts_percent
         table[response_column(name)] = np.where(result.response >= 0,
                                                np.array(RESPONSE_LABELS, dtype=object)[np.maximum(result.response, 0)],
                                                None)
+        if arm.gives_car_t():
+            table[car_copies_column(name)] = result.car_copies
     frame = pd.DataFrame(table)
     # outcomes use nullable types, so a failed patient's outcomes are missing (NA) and the schema never
     # depends on whether a failure happened

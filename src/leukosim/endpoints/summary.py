@@ -36,8 +36,9 @@ STATISTICS_COLUMNS = (
     # relapse and survival
     "relapse", "relapse_day", "relapse_phenotype", "efs_days", "efs_event", "efs_event_type", "os_days", "os_event",
 )
-#: MRD and response at each assessment (``outcomes.mrd_column`` / ``outcomes.response_column``).
-ASSESSMENT_COLUMN_PREFIXES = ("mrd_", "response_")
+#: MRD, response and CAR transgene at each assessment (``outcomes.mrd_column`` / ``outcomes.response_column`` /
+#: ``outcomes.car_copies_column``).
+ASSESSMENT_COLUMN_PREFIXES = ("mrd_", "response_", "car_copies_")
 
 
 def statistics_columns(names: Sequence[str]) -> list[str]:

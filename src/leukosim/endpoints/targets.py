@@ -25,7 +25,8 @@ from scipy.stats import t as student_t
 
 from ..model.disease import CD19_POSITIVE
 from ..protocol.schema import QUANTITY_ENDPOINTS, Condition, Group, Protocol, Target
-from .outcomes import RELAPSE_PHENOTYPES, mrd_column, response_column
+from ..observe.assays import CAR_QPCR_LLOQ_COPIES_PER_UG
+from .outcomes import RELAPSE_PHENOTYPES, car_copies_column, mrd_column, response_column
 from .statistics import RESPONDER, analysed, wilson_interval
 
 __all__ = ["compare_targets", "evaluate_target", "group_members", "target_label", "TARGET_COLUMNS"]
@@ -132,6 +133,11 @@ def evaluate_target(target: Target, protocol: Protocol, patients: pd.DataFrame
         return _proportion((rows[column].astype("string") == "CR").fillna(False).to_numpy(bool))
     if endpoint in _GEOMEAN or endpoint in _GMR or endpoint in _MEAN or endpoint == "crs_onset_median":
         return _quantity(endpoint, rows)
+    if endpoint == "car_persistence_geomean":
+        copies = rows[car_copies_column(target.assessment)].astype("Float64").to_numpy(float, na_value=np.nan)
+        cmax = rows["car_cmax_copies_per_ug"].astype("Float64").to_numpy(float, na_value=np.nan)
+        quantifiable = np.isfinite(copies) & (copies >= CAR_QPCR_LLOQ_COPIES_PER_UG) & (cmax > 0.0)
+        return _geometric_mean(copies[quantifiable] / cmax[quantifiable])
     if endpoint == "relapse" and target.timepoint_days is not None:
         days = rows["relapse_day"].astype("Float64").to_numpy(float, na_value=np.nan)
         return _proportion(rows["relapse"].astype("boolean").fillna(False).to_numpy(bool)
@@ -180,6 +186,16 @@ def _t95(df: float) -> float:
     return float(student_t.ppf(0.975, df))
 
 
+def _geometric_mean(values: np.ndarray) -> tuple[float, float, float, int]:
+    """Geometric mean of positive ``values`` with its t interval on the log scale (NaN below 2 values)."""
+    n = values.size
+    if n < 2:
+        return (float(values[0]) if n else np.nan), np.nan, np.nan, n
+    logs = np.log(values)
+    centre, half = logs.mean(), _t95(n - 1) * logs.std(ddof=1) / np.sqrt(n)
+    return float(np.exp(centre)), float(np.exp(centre - half)), float(np.exp(centre + half)), n
+
+
 def _quantity(endpoint: str, rows: pd.DataFrame) -> tuple[float, float, float, int]:
     """Geometric mean (t interval on the log scale), geometric-mean ratio of responders to non-responders (Welch
     t interval on the log scale), mean (t interval) or sample median (binomial order-statistic interval) of the
@@ -215,9 +231,7 @@ def _quantity(endpoint: str, rows: pd.DataFrame) -> tuple[float, float, float, i
     if n < 2:
         return (float(values[0]) if n else np.nan), np.nan, np.nan, n
     if endpoint in _GEOMEAN:
-        logs = np.log(values)
-        centre, half = logs.mean(), _t95(n - 1) * logs.std(ddof=1) / np.sqrt(n)
-        return float(np.exp(centre)), float(np.exp(centre - half)), float(np.exp(centre + half)), n
+        return _geometric_mean(values)
     centre, half = values.mean(), _t95(n - 1) * values.std(ddof=1) / np.sqrt(n)
     return float(centre), float(centre - half), float(centre + half), n
 

@@ -12,10 +12,12 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ..model.layout import (
-    C_CAR_INFUSION, C_EVENT, C_EVENT_TIME, C_REMISSION, C_STATUS, EVENT_NONE, EVENT_RELAPSE, N_BOLUS,
-    N_DRIVE, STATUS_OK,
+    C_CAR_INFUSION, C_CAR_PRESENT, C_EVENT, C_EVENT_TIME, C_REMISSION, C_STATUS, EVENT_NONE, EVENT_RELAPSE,
+    N_BOLUS, N_DRIVE, STATUS_OK,
 )
-from ..model.readouts import R_CLASS_FRACTION, R_COUNT_RECOVERY, R_MARROW_FRACTION, readouts_batch
+from ..model.readouts import (
+    R_CAR_COPIES_PER_UG, R_CLASS_FRACTION, R_COUNT_RECOVERY, R_MARROW_FRACTION, readouts_batch,
+)
 from ..model.registry import INDEX, ParameterSet
 from ..observe.assays import measure_blast_percent, measure_mrd
 from ..observe.grading import RESPONSE_CR, RESPONSE_CRI, RESPONSE_NR, response_categories
@@ -47,6 +49,7 @@ class AssessmentResult:
     blasts_percent: NDArray[np.float64]
     response: NDArray[np.int64]
     true_fraction: NDArray[np.float64]
+    car_copies: NDArray[np.float64]  # blood CAR transgene, copies/ug gDNA (NaN before any CAR-T infusion)
 
 
 @dataclass
@@ -144,7 +147,7 @@ def _assess(course: ArmCourse, index: NDArray[np.int64], day: NDArray[np.float64
     if result is None:
         missing = np.full(n, np.nan)
         result = AssessmentResult(missing.copy(), missing.copy(), missing.copy(), np.full(n, -1, dtype=np.int64),
-                                  missing.copy())
+                                  missing.copy(), missing.copy())
         course.assessments[assessment.name] = result
     ids = course.covariates.patient_id[index]
     values = readouts_batch(course.state[index], course.parameters[index], course.context[index])
@@ -164,6 +167,8 @@ def _assess(course: ArmCourse, index: NDArray[np.int64], day: NDArray[np.float64
     result.blasts_percent[index] = blasts
     result.response[index] = response
     result.true_fraction[index] = fraction
+    infused = course.context[index, C_CAR_PRESENT] > 0.5
+    result.car_copies[index] = np.where(infused, values[:, R_CAR_COPIES_PER_UG], np.nan)
     in_remission = response != RESPONSE_NR
     course.context[index, C_REMISSION] = np.where(in_remission, 1.0, course.context[index, C_REMISSION])
     course.add_events(index, day, "assessment", assessment.name, result.mrd[index])

@@ -101,6 +101,7 @@ _DERIVED: dict[str, tuple[str, str]] = {
     "ino_central_volume": ("L", "inotuzumab central volume scaled by lean body mass"),
     "chemosensitivity": ("-", "chemosensitivity (covariate)"),
     "t_cell_fitness": ("-", "T-cell fitness (covariate)"),
+    "t_cell_kill_sensitivity": ("-", "sensitivity of the patient's leukemia to T-cell killing (random effect)"),
     "prior_hsct": ("-", "1 after a prior allogeneic transplant (covariate)"),
 }
 _STATE_UNITS = {"ino_central_mg": "mg", "ino_peripheral_mg": "mg"}  # every other state is dimensionless
@@ -170,7 +171,7 @@ def _rules() -> tuple[list[tuple[str, str, str]], dict[str, str]]:
     rates: dict[str, str] = {}
     switches = ("", "switch_cd19_loss", "switch_cd22_low", "switch_lineage")
     for k, name in enumerate(_CLASSES):
-        immune = "car_kill + blin_marrow_kill" if CD19_POSITIVE[k] > 0.5 else "0"
+        immune = "(car_kill + blin_marrow_kill) * t_cell_kill_sensitivity" if CD19_POSITIVE[k] > 0.5 else "0"
         ino = "ino_kill" if CD22_POSITIVE[k] > 0.5 else ("ino_kill_cd22_low" if k == _CD22_LOW else "0")
         rules.append((f"immune_kill_{name}", "1/day", immune))
         rules.append((f"death_{name}", "1/day", f"leukemia_death_rate + chemo_kill + immune_kill_{name} + {ino} + gvl"))

@@ -95,6 +95,7 @@ _INO_KDES = D["ino_decay"]
 _INO_VC = D["ino_central_volume"]
 _CHEMOSENS = D["chemosensitivity"]
 _FITNESS = D["t_cell_fitness"]
+_T_KILL_SENS = D["t_cell_kill_sensitivity"]
 _PRIOR_HSCT = D["prior_hsct"]
 
 SOS_WINDOW_DAYS = 21.0  # modified Seattle / Baltimore windows after HSCT (calibration_targets C5)
@@ -185,7 +186,7 @@ def derivatives(t: float, y: np.ndarray, p: np.ndarray, u: np.ndarray, c: np.nda
     switch_total = p[_SW19] + p[_SW22] + p[_SWLS]
     kill_flux = 0.0
     for k in range(N_CLASSES):
-        immune = CD19_POSITIVE[k] * (car_kill + blin_marrow_kill)
+        immune = CD19_POSITIVE[k] * (car_kill + blin_marrow_kill) * p[_T_KILL_SENS]  # normal B cells: 1
         ino_k = ino_effect if CD22_POSITIVE[k] > 0.5 else (ino_effect_low if k == 2 else 0.0)
         death[k] = p[_DEATH] + chemo + immune + ino_k + gvl
         rate = birth - death[k]

@@ -18,6 +18,7 @@ __all__ = ["IIV_OMEGA", "individual_parameters", "lean_body_mass_kg", "parameter
 #: patient-level susceptibilities use the slots after the registry.
 _CRS_STREAM = N_REGISTRY
 _ICANS_STREAM = N_REGISTRY + 1
+_T_CELL_KILL_STREAM = N_REGISTRY + 2
 #: PB blasts relative to marrow blast fraction x WBC (assumption [U]) for the inotuzumab kdes covariate.
 _PB_BLAST_SHARE = 0.5
 #: SD of each registry parameter's log-normal random effect eta (omega = sqrt(ln(1 + cv^2)); 0: no variability).
@@ -53,7 +54,8 @@ def parameters_from_etas(parameters: ParameterSet, covariates: Covariates, etas:
     """Per-patient parameter matrix (patients x ``layout.N_PATIENT``) for given random effects ``etas``
     (patients x registry parameters, log scale): value = typical x exp(eta) for each registry parameter with
     ``iiv_cv`` > 0 (other columns of ``etas`` are ignored), then the derived quantities named in
-    ``layout.DERIVED_NAMES``. CRS/ICANS susceptibilities are drawn for (``seed``, patient id)."""
+    ``layout.DERIVED_NAMES``. CRS/ICANS susceptibilities and the leukemia's sensitivity to T-cell killing are
+    drawn for (``seed``, patient id)."""
     ids = covariates.patient_id
     n = ids.size
     base = Stream.block("parameters")
@@ -108,6 +110,8 @@ def parameters_from_etas(parameters: ParameterSet, covariates: Covariates, etas:
                                        * standard_normals(seed, ids, base + _ICANS_STREAM)),
         "prior_hsct": covariates.prior_hsct.astype(np.float64),
         "wbc_per_uL": covariates.wbc_per_uL,
+        "t_cell_kill_sensitivity": np.exp(value("t_cell_kill_sensitivity_sd")
+                                          * standard_normals(seed, ids, base + _T_CELL_KILL_STREAM)),
     }
     for name, column in D.items():
         out[:, column] = derived[name]

@@ -187,6 +187,8 @@ DrugName = Literal[
     "cyclophosphamide",
     "chemotherapy",
 ]
+#: CD19 CAR-T products (cellular kinetics are reported for arms that give one).
+CAR_T_PRODUCTS = ("tisagenlecleucel",)
 ChemoRegimen = Literal[
     "prephase",
     "induction",
@@ -441,6 +443,10 @@ class Arm(StrictModel):
                                        "for a decision on response or MRD", *at, "if")
         return self
 
+    def gives_car_t(self) -> bool:
+        """Whether any phase of the arm infuses a CAR-T product."""
+        return any(drug.drug in CAR_T_PRODUCTS for phase in self.phases for drug in phase.drugs)
+
     def assessment_names(self) -> list[str]:
         """Names of the arm's assessments in phase order, each once (mutually exclusive branches may
         share a name, e.g. ``end-of-cycle-2`` in two differently dosed cycle-2 phases)."""
@@ -544,16 +550,18 @@ TargetEndpoint = Literal[
     "efs", "os", "median_efs", "median_os",
     "cd19_negative_relapse_fraction", "group_share", "cr",
     "car_cmax_geomean", "car_auc28_geomean", "car_tmax_geomean",
-    "car_cmax_gmr_responders", "car_auc28_gmr_responders", "crs_onset_median",
+    "car_cmax_gmr_responders", "car_auc28_gmr_responders", "car_persistence_geomean", "crs_onset_median",
     "blinatumomab_css_mean", "inotuzumab_cmax_mean",
 ]
 #: Endpoints whose value is a quantity in a unit, not a proportion: survival medians, cellular kinetics (CAR
-#: transgene by qPCR; ``gmr``: geometric-mean ratio of responders to non-responders among infused patients),
-#: the median day of CRS onset and drug exposure.
+#: transgene by qPCR; ``gmr``: geometric-mean ratio of responders to non-responders among infused patients;
+#: ``persistence``: transgene level at ``assessment`` over the patient's Cmax, among patients with a quantifiable
+#: level), the median day of CRS onset and drug exposure.
 QUANTITY_ENDPOINTS: dict[str, str] = {
     "median_efs": "days", "median_os": "days",
     "car_cmax_geomean": "copies/ug gDNA", "car_auc28_geomean": "copies/ug gDNA x day", "car_tmax_geomean": "days",
-    "car_cmax_gmr_responders": "ratio", "car_auc28_gmr_responders": "ratio", "crs_onset_median": "days",
+    "car_cmax_gmr_responders": "ratio", "car_auc28_gmr_responders": "ratio", "car_persistence_geomean": "ratio",
+    "crs_onset_median": "days",
     "blinatumomab_css_mean": "ng/mL", "inotuzumab_cmax_mean": "ng/mL",
 }
 #: Subgroups every protocol has (a protocol's own ``groups:`` add to them).
@@ -598,6 +606,8 @@ class Target(StrictModel):
         if self.endpoint in _TIMEPOINT_ENDPOINTS and self.timepoint_days is None:
             raise _invalid(f"expected timepoint_days (days from the endpoint's origin) for {self.endpoint}",
                            "timepoint_days")
+        if self.endpoint == "car_persistence_geomean" and self.assessment is None:
+            raise _invalid("expected assessment (the transgene sample) for car_persistence_geomean", "assessment")
         if (self.endpoint == "group_share") != (self.group is not None):
             raise _invalid("expected group (a subgroup name) with endpoint group_share, and only there", "group")
         if self.endpoint in QUANTITY_ENDPOINTS:

@@ -18,7 +18,7 @@ import pandas as pd
 from ..endpoints.summary import trial_statistics
 from ..io.rundir import RunDirectory, read_run, write_atomically
 from ..observe.assays import ASSAYS
-from ..protocol.schema import Protocol
+from ..protocol.schema import CAR_T_PRODUCTS, Protocol
 from . import figures
 
 if TYPE_CHECKING:
@@ -132,7 +132,7 @@ def _targets_table(targets: pd.DataFrame) -> str:
 
 def _infusion_days(events: pd.DataFrame) -> pd.Series:
     """CAR-T infusion day (days since enrollment) per patient id."""
-    doses = events[(events["event"] == "dose") & (events["detail"] == "tisagenlecleucel")]
+    doses = events[(events["event"] == "dose") & events["detail"].isin(CAR_T_PRODUCTS)]
     return doses.groupby("patient_id")["day"].min()
 
 
