@@ -8,6 +8,7 @@ from rcpchgrowth.global_functions import measurement_from_sds
 from scipy import stats
 from scipy.special import logit
 
+from leukosim.engine.simulate import post_progression_survival
 from leukosim.model.layout import D
 from leukosim.model.registry import default_parameters
 from leukosim.population.body_size import bsa_m2, height_weight_from_sds
@@ -263,3 +264,18 @@ def test_leukemia_t_cell_kill_sensitivity_is_lognormal_with_the_registry_sd() ->
     assert stats.kstest(logs, "norm", args=(0.0, 0.9)).pvalue > 1e-3
     few = individual_parameters(values, draw_covariates(make_population(), 5, np.arange(7)), 5)
     np.testing.assert_array_equal(np.log(few[:, D["t_cell_kill_sensitivity"]]), logs[:7])
+
+
+@pytest.mark.parametrize("shape", [1.0, 0.5])
+def test_survival_after_progression_is_weibull_with_the_registry_median_and_shape(shape: float) -> None:
+    """Days from progression to death: Weibull (Kolmogorov-Smirnov against SciPy's weibull_min) with median
+    ln 2 / post_progression_death_rate and the registry shape; shape 1 is the exponential law of that rate."""
+    values = default_parameters().replace(post_progression_death_rate=0.002, post_progression_survival_shape=shape)
+    covariates = draw_covariates(make_population(), 6, np.arange(20_000))
+    p = individual_parameters(values, covariates, 6)
+    days = post_progression_survival(p, uniforms(6, covariates.patient_id, Stream.block("post_progression")))
+    median = np.log(2.0) / 0.002
+    scale = median / np.log(2.0) ** (1.0 / shape)
+    assert stats.kstest(days, stats.weibull_min(shape, scale=scale).cdf).pvalue > 1e-3
+    if shape == 1.0:
+        assert stats.kstest(days, stats.expon(scale=1 / 0.002).cdf).pvalue > 1e-3

@@ -31,7 +31,8 @@ from .integrator import (
     R_NEEDS_BLINATUMOMAB, R_TRIGGER, integrate_batch,
 )
 
-__all__ = ["ArmCourse", "AssessmentResult", "simulate_arm", "management_rules", "event_rows", "origin_days"]
+__all__ = ["ArmCourse", "AssessmentResult", "simulate_arm", "management_rules", "event_rows", "origin_days",
+           "post_progression_survival"]
 
 FOLLOW_UP = -1
 DONE = -2
@@ -316,6 +317,15 @@ def _follow_up(protocol: Protocol, course: ArmCourse, index: NDArray[np.int64], 
                np.zeros((0, N_RULE_COLUMNS)), seed)
 
 
+def post_progression_survival(parameters: NDArray[np.float64], u: NDArray[np.float64]) -> NDArray[np.float64]:
+    """Days from progression (relapse or refractory disease) to death for uniforms ``u``: Weibull with shape k
+    (``post_progression_survival_shape``) and median ln 2 / ``post_progression_death_rate`` (k = 1: exponential
+    with that rate), by inversion: t = median (ln(1/u) / ln 2)^(1/k)."""
+    median = np.log(2.0) / parameters[:, INDEX["post_progression_death_rate"]]
+    shape = parameters[:, INDEX["post_progression_survival_shape"]]
+    return median * (-np.log(u) / np.log(2.0)) ** (1.0 / shape)
+
+
 def _finish(protocol: Protocol, course: ArmCourse, seed: int) -> None:
     """Relapse and death events from the engine, and death after progression (post-progression hazard)."""
     horizon = _horizon(protocol, course)
@@ -324,8 +334,8 @@ def _finish(protocol: Protocol, course: ArmCourse, seed: int) -> None:
     relapsed = np.flatnonzero(c[:, C_EVENT] == EVENT_RELAPSE)
     course.progression_day[relapsed] = c[relapsed, C_EVENT_TIME]
     progressed = np.flatnonzero(np.isfinite(course.progression_day))
-    rate = course.parameters[progressed, INDEX["post_progression_death_rate"]]
     u = uniforms(seed, course.covariates.patient_id[progressed], Stream.block("post_progression"))
-    course.death_after_progression_day[progressed] = course.progression_day[progressed] - np.log(u) / rate
+    course.death_after_progression_day[progressed] = (
+        course.progression_day[progressed] + post_progression_survival(course.parameters[progressed], u))
     values = readouts_batch(course.state[relapsed], course.parameters[relapsed], c[relapsed])
     course.add_events(relapsed, c[relapsed, C_EVENT_TIME], "relapse", "", values[:, R_CLASS_FRACTION])

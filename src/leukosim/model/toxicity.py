@@ -49,7 +49,13 @@ PARAMETERS = (
               "probability that an SOS/VOD episode is fatal"),
     Parameter("post_progression_death_rate", 0.0019, "1/day", "[D] median OS 11.9 months after post-CAR relapse "
               "(Lamble 2023) [P]; bounds: median OS 6-24 months", True,
-              "death hazard after relapse or refractory disease (off protocol)", bounds=(0.00095, 0.0038)),
+              "death hazard after relapse or refractory disease (off protocol); with a Weibull shape other than 1, "
+              "ln 2 / median survival", bounds=(0.00095, 0.0038)),
+    Parameter("post_progression_survival_shape", 1.0, "-", "assumption [U]: 1 is the exponential law; below 1 the "
+              "death hazard falls with time since progression (refractory disease dies early, salvage and HSCT "
+              "leave long-term survivors)", True,
+              "Weibull shape of survival after relapse or refractory disease (median ln 2 / "
+              "post_progression_death_rate)", bounds=(0.3, 1.0)),
 )
 
 # ------------------------------------------------------------------------------------ symptom layer
