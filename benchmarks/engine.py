@@ -153,7 +153,7 @@ def full_schedule(arm: Arm, covariates: Covariates, parameters: ParameterSet, ho
 
 def make_cohort(protocol: Protocol, parameters: ParameterSet, n: int, seed: int, horizon: float) -> Cohort:
     ids = np.arange(n, dtype=np.int64)
-    covariates = draw_covariates(protocol.population, seed, ids)
+    covariates = draw_covariates(protocol.population, seed, ids, parameters)
     p = individual_parameters(parameters, covariates, seed)
     y, c = initial_state(p, covariates, seed)
     times, drive, bolus = full_schedule(protocol.arms[0], covariates, parameters, horizon)

@@ -24,17 +24,17 @@ from typer.testing import CliRunner
 from leukosim.cli import app
 from leukosim.io.nonmem import nonmem_dataset
 from leukosim.io.rundir import write_run
+from leukosim.model.layout import D
 from leukosim.model.registry import INDEX, default_parameters
-from leukosim.population.covariates import draw_covariates, sample_distribution
+from leukosim.population.covariates import draw_covariates, latent_law, sample_distribution
 from leukosim.population.individual import individual_parameters, parameters_from_etas, random_effects
 from leukosim.protocol.load import load_protocol
+from leukosim.protocol.schema import LATENT_LIMITS
 from leukosim.trial import TrialResult, simulate_patients
 from leukosim.twin import RESIDUAL_SD, PatientDataError, PatientFit, fit_patient, forecast, read_patient_data
 
 SEED = 5
 NOISE_SEED = 1
-LATENT = ("cd19_negative_fraction", "cd22_low_fraction", "lineage_switch_fraction", "t_cell_fitness",
-          "chemosensitivity")
 #: protocol -> (patient index, true random effects)
 CASES = {
     "eliana": (0, {"car_expansion_rate": 0.3, "car_contraction_rate": -0.4, "car_memory_decay": -0.35,
@@ -49,13 +49,15 @@ def simulated_data(name: str, directory: Path) -> Path:
     """The NONMEM dataset of one simulated patient with known random effects, with seeded residual noise."""
     protocol, parameters = load_protocol(name), default_parameters()
     index, truth = CASES[name]
-    covariates = draw_covariates(protocol.population, SEED, np.array([index]))
-    medians = {field: sample_distribution(getattr(protocol.population, field), np.array([0.5])) for field in LATENT}
+    covariates = draw_covariates(protocol.population, SEED, np.array([index]), parameters)
+    medians = {field: sample_distribution(latent_law(protocol.population, field, parameters), np.array([0.5]))
+               for field in LATENT_LIMITS}
     covariates = replace(covariates, patient_id=np.array([0]), **medians)
     etas = np.zeros((1, len(parameters.values)))
     for parameter, eta in truth.items():
         etas[0, INDEX[parameter]] = eta
     p = parameters_from_etas(parameters, covariates, etas, SEED)
+    p[:, D["t_cell_kill_sensitivity"]] = 1.0  # latent, at its median as the twin assumes
     patients, events, trajectories = simulate_patients(protocol, parameters, SEED, covariates, p,
                                                        np.zeros(1, dtype=np.int64), trajectory_patients=1)
     run = write_run(TrialResult(protocol, parameters, SEED, patients.reset_index(drop=True),
@@ -81,7 +83,7 @@ def eliana_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_zero_etas_give_typical_values_and_random_etas_the_trial_parameters() -> None:
     protocol, parameters = load_protocol("eliana"), default_parameters()
-    covariates = draw_covariates(protocol.population, SEED, np.arange(4))
+    covariates = draw_covariates(protocol.population, SEED, np.arange(4), default_parameters())
     typical = parameters_from_etas(parameters, covariates, np.zeros((4, len(parameters.values))), SEED)
     assert np.array_equal(typical[:, :len(parameters.values)], np.tile(parameters.array(), (4, 1)))
     assert np.array_equal(parameters_from_etas(parameters, covariates, random_effects(covariates, SEED), SEED),

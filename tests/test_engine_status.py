@@ -38,7 +38,7 @@ BAD = 3  # the patient whose parameters are corrupted
 PARAMETERS = default_parameters()
 ELIANA = load_protocol("eliana")
 ARM = ELIANA.arms[0]
-COVARIATES = draw_covariates(ELIANA.population, SEED, np.arange(N, dtype=np.int64))
+COVARIATES = draw_covariates(ELIANA.population, SEED, np.arange(N, dtype=np.int64), PARAMETERS)
 P = individual_parameters(PARAMETERS, COVARIATES, SEED)
 OTHERS = [i for i in range(N) if i != BAD]
 

@@ -17,7 +17,7 @@ from leukosim.engine.initial import initial_state
 from leukosim.engine.simulate import simulate_arm
 from leukosim.model.layout import C_ALIVE, C_CLONE_SIZE, C_STATUS, D
 from leukosim.model.readouts import R_LEUKEMIA_CELLS
-from leukosim.model.registry import DEFAULT, INDEX, LITERATURE, load_parameter_set
+from leukosim.model.registry import DEFAULT, INDEX, LITERATURE, default_parameters, load_parameter_set
 from leukosim.population.covariates import draw_covariates
 from leukosim.population.individual import individual_parameters
 
@@ -105,7 +105,7 @@ def test_engine_extinction_and_regrowth_match_gillespie(tmp_path: Path, paramete
     protocol = load_protocol(path)
     parameters = load_parameter_set(parameter_set).replace(chemo_induction_infection_hazard=0.0)
     n = 4000
-    covariates = draw_covariates(protocol.population, 11, np.arange(n))
+    covariates = draw_covariates(protocol.population, 11, np.arange(n), default_parameters())
     p = individual_parameters(parameters, covariates, 11)
     _, context = initial_state(p, covariates, 11)
     n0 = np.where(context[:, C_ALIVE] > 0.5, context[:, C_CLONE_SIZE], 0.0)

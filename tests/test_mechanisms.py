@@ -157,7 +157,7 @@ def test_t_cell_kill_sensitivity_scales_the_kill_of_leukemic_cells_not_of_normal
     """With CAR-T effectors present, lowering the leukemia's sensitivity to T-cell killing from 1 to 0.25 slows
     the death of CD19+ leukemic cells by 0.75 x the CAR-T kill rate (car_kill_max E / (k_C + E)), and leaves the
     CD19- class and the normal B lineage unchanged."""
-    covariates = draw_covariates(load_protocol("eliana").population, 1, np.arange(1))
+    covariates = draw_covariates(load_protocol("eliana").population, 1, np.arange(1), default_parameters())
     p = individual_parameters(default_parameters(), covariates, 1)[0]
     y, c = (a[0] for a in initial_state(p[None, :], covariates, 1))
     c[C_CAR_PRESENT] = 1.0

@@ -10,10 +10,11 @@ from scipy.special import logit
 
 from leukosim.engine.simulate import post_progression_survival
 from leukosim.model.layout import D
-from leukosim.model.registry import default_parameters
+from leukosim.model.registry import PARAMETERS, default_parameters
+from leukosim.population import individual
 from leukosim.population.body_size import bsa_m2, height_weight_from_sds
 from leukosim.population.covariates import COVARIATE_STREAMS, Covariates, draw_covariates, sample_distribution
-from leukosim.population.individual import individual_parameters
+from leukosim.population.individual import IIV_OMEGA, individual_parameters, random_effects
 from leukosim.population.streams import Stream, uniforms
 from leukosim.protocol.schema import Distribution, Population
 
@@ -106,7 +107,7 @@ def test_median_height_and_bmi_at_age_10_match_reference(reference: str, sex: st
     n = 20_000
     population = make_population(age_years={"distribution": "fixed", "value": 10.0},
                                  male_fraction=1.0 if sex == "male" else 0.0, growth_reference=reference)
-    covariates = draw_covariates(population, 11, np.arange(n))
+    covariates = draw_covariates(population, 11, np.arange(n), default_parameters())
     assert np.all(covariates.male == (sex == "male"))
     bmi = covariates.weight_kg / (covariates.height_cm / 100.0) ** 2
     for values, measurement in ((covariates.height_cm, "height"), (bmi, "bmi")):
@@ -169,13 +170,14 @@ def assert_same(first: Covariates, second: Covariates) -> None:
 
 def test_patient_is_identical_whatever_cohort_size_chunking_or_order() -> None:
     population = make_population()
-    full = draw_covariates(population, 99, np.arange(1000))
-    assert_same(draw_covariates(population, 99, np.arange(10)), full.take(np.arange(10)))
-    chunks = [draw_covariates(population, 99, np.arange(start, start + 500)) for start in (0, 500)]
+    values = default_parameters()
+    full = draw_covariates(population, 99, np.arange(1000), values)
+    assert_same(draw_covariates(population, 99, np.arange(10), values), full.take(np.arange(10)))
+    chunks = [draw_covariates(population, 99, np.arange(start, start + 500), values) for start in (0, 500)]
     assert_same(Covariates.concat(chunks), full)
     picked = np.array([999, 3, 500, 42])
-    assert_same(draw_covariates(population, 99, picked), full.take(picked))
-    other_seed = draw_covariates(population, 100, np.arange(1000))
+    assert_same(draw_covariates(population, 99, picked, default_parameters()), full.take(picked))
+    other_seed = draw_covariates(population, 100, np.arange(1000), default_parameters())
     assert not np.array_equal(other_seed.age_years, full.age_years)
 
 
@@ -183,9 +185,9 @@ def test_each_covariate_has_its_own_stream() -> None:
     """Changing one covariate's law leaves every other covariate of every patient unchanged."""
     assert len(set(COVARIATE_STREAMS)) == len(COVARIATE_STREAMS)
     assert len(COVARIATE_STREAMS) <= dict(Stream.BLOCKS)["covariates"]
-    base = draw_covariates(make_population(), 5, np.arange(2000))
+    base = draw_covariates(make_population(), 5, np.arange(2000), default_parameters())
     other_wbc = make_population(wbc_per_uL={"distribution": "uniform", "range": [1.0e3, 2.0e3]})
-    changed = draw_covariates(other_wbc, 5, np.arange(2000))
+    changed = draw_covariates(other_wbc, 5, np.arange(2000), default_parameters())
     for name, column in base.to_dict().items():
         if name != "wbc_per_uL":
             np.testing.assert_array_equal(column, getattr(changed, name), err_msg=name)
@@ -195,10 +197,48 @@ def test_each_covariate_has_its_own_stream() -> None:
     assert np.all(np.abs(ranks[np.triu_indices(6, 1)]) < 0.1)
 
 
+def test_a_parameters_random_effect_is_keyed_by_its_name_not_its_place_in_the_registry(monkeypatch) -> None:
+    """Reordering the registry (as inserting a parameter does) leaves every patient's random effect of every
+    parameter unchanged; named streams are distinct and above every stream block."""
+    covariates = draw_covariates(make_population(), 3, np.arange(50), default_parameters())
+    before = random_effects(covariates, 3)
+    order = np.arange(len(PARAMETERS))[::-1]
+    monkeypatch.setattr(individual, "PARAMETERS", tuple(PARAMETERS[i] for i in order))
+    monkeypatch.setattr(individual, "IIV_OMEGA", IIV_OMEGA[order])
+    after = random_effects(covariates, 3)
+    assert np.count_nonzero(before.any(axis=0)) > 10
+    np.testing.assert_array_equal(after[:, order], before)
+    names = [p.name for p in PARAMETERS] + ["crs_susceptibility", "icans_susceptibility", "t_cell_kill_sensitivity"]
+    streams = {Stream.named(f"parameters/{name}") for name in names}
+    assert len(streams) == len(names)
+    assert min(streams) > sum(size for _, size in Stream.BLOCKS) and max(streams) < 2**63
+
+
+def test_latent_features_follow_the_parameter_sets_laws_unless_the_protocol_states_one() -> None:
+    """Without a stated law, the CD22-low share is logit-normal around the set's median, T-cell fitness is
+    log-normal with the set's relapsed median (1 at diagnosis), chemosensitivity's spread is the stage's CV; a
+    stated law wins."""
+    latent = {name: None for name in ("cd19_negative_fraction", "cd22_low_fraction", "lineage_switch_fraction",
+                                      "t_cell_fitness", "chemosensitivity")}
+    values = default_parameters().replace(preexisting_cd22_low_median=1.0e-4, t_cell_fitness_relapsed_median=0.5,
+                                          chemosensitivity_cv_newly_diagnosed=1.2)
+    n = 40_000
+    relapsed = draw_covariates(make_population(**latent), 2, np.arange(n), values)
+    first_line = draw_covariates(make_population(disease="newly_diagnosed", **latent), 2, np.arange(n), values)
+    assert np.median(relapsed.cd22_low_fraction) == pytest.approx(1.0e-4, rel=0.05)
+    assert np.std(logit(relapsed.cd22_low_fraction)) == pytest.approx(values["preexisting_cd22_low_logit_sd"],
+                                                                        rel=0.03)
+    assert np.median(relapsed.t_cell_fitness) == pytest.approx(0.5, rel=0.03)
+    assert np.median(first_line.t_cell_fitness) == pytest.approx(1.0, rel=0.03)
+    assert np.std(np.log(first_line.chemosensitivity)) > 1.5 * np.std(np.log(relapsed.chemosensitivity))
+    stated = draw_covariates(make_population(), 2, np.arange(n), values)
+    assert np.median(stated.cd22_low_fraction) > 1e-3  # make_population states its own law
+
+
 def test_draws_within_ranges_and_fractions_match() -> None:
     population = make_population()
     n = 50_000
-    covariates = draw_covariates(population, 3, np.arange(n))
+    covariates = draw_covariates(population, 3, np.arange(n), default_parameters())
     for name in DISTRIBUTED:
         low, high = getattr(population, name).bounds()
         values = getattr(covariates, name)
@@ -213,11 +253,11 @@ def test_draws_within_ranges_and_fractions_match() -> None:
 
 def test_body_size_physiologically_plausible() -> None:
     three = make_population(age_years={"distribution": "fixed", "value": 3.0})
-    at_three = draw_covariates(three, 8, np.arange(20_000))
+    at_three = draw_covariates(three, 8, np.arange(20_000), default_parameters())
     assert np.all((at_three.height_cm > 80.0) & (at_three.height_cm < 115.0))
     assert np.all((at_three.weight_kg > 9.0) & (at_three.weight_kg < 25.0))
     all_ages = make_population(age_years={"distribution": "uniform", "range": [0.0, 25.0]})
-    everyone = draw_covariates(all_ages, 8, np.arange(50_000))
+    everyone = draw_covariates(all_ages, 8, np.arange(50_000), default_parameters())
     assert np.all((everyone.height_cm > 40.0) & (everyone.height_cm < 210.0))
     assert np.all((everyone.weight_kg > 2.0) & (everyone.weight_kg < 200.0))
     np.testing.assert_allclose(everyone.bsa_m2, np.sqrt(everyone.height_cm * everyone.weight_kg / 3600.0))
@@ -226,7 +266,7 @@ def test_body_size_physiologically_plausible() -> None:
 
 
 def test_covariates_take_concat_and_to_dict() -> None:
-    covariates = draw_covariates(make_population(), 1, np.arange(20))
+    covariates = draw_covariates(make_population(), 1, np.arange(20), default_parameters())
     table = covariates.to_dict()
     assert list(table)[:3] == ["patient_id", "age_years", "male"] and len(table) == 17
     assert all(len(column) == 20 for column in table.values())
@@ -238,8 +278,8 @@ def test_covariates_take_concat_and_to_dict() -> None:
 
 def test_disease_stage_and_transplant_access_draws() -> None:
     n = 20_000
-    relapsed = draw_covariates(make_population(), 4, np.arange(n))
-    first_line = draw_covariates(make_population(disease="newly_diagnosed"), 4, np.arange(n))
+    relapsed = draw_covariates(make_population(), 4, np.arange(n), default_parameters())
+    first_line = draw_covariates(make_population(disease="newly_diagnosed"), 4, np.arange(n), default_parameters())
     assert relapsed.relapsed.all() and not first_line.relapsed.any()
     # the access quantile is uniform on (0, 1) (Kolmogorov-Smirnov) and shared by the same patient id
     assert stats.kstest(relapsed.hsct_access_quantile, "uniform").pvalue > 1e-3
@@ -250,7 +290,7 @@ def test_relapsed_disease_chemosensitivity_is_scaled_by_the_registry_factor() ->
     values = default_parameters().replace(chemosensitivity_relapsed=0.3)
     ids = np.arange(50)
     for disease, factor in (("relapsed_refractory", 0.3), ("first_relapse", 0.3), ("newly_diagnosed", 1.0)):
-        covariates = draw_covariates(make_population(disease=disease), 2, ids)
+        covariates = draw_covariates(make_population(disease=disease), 2, ids, default_parameters())
         p = individual_parameters(values, covariates, 2)
         np.testing.assert_allclose(p[:, D["chemosensitivity"]], factor * covariates.chemosensitivity)
 
@@ -259,10 +299,10 @@ def test_leukemia_t_cell_kill_sensitivity_is_lognormal_with_the_registry_sd() ->
     """The patient's sensitivity of leukemic cells to T-cell killing: median 1, log SD from the registry
     (Kolmogorov-Smirnov against the normal law), and the same for a patient id in any cohort."""
     values = default_parameters().replace(t_cell_kill_sensitivity_sd=0.9)
-    covariates = draw_covariates(make_population(), 5, np.arange(20_000))
+    covariates = draw_covariates(make_population(), 5, np.arange(20_000), default_parameters())
     logs = np.log(individual_parameters(values, covariates, 5)[:, D["t_cell_kill_sensitivity"]])
     assert stats.kstest(logs, "norm", args=(0.0, 0.9)).pvalue > 1e-3
-    few = individual_parameters(values, draw_covariates(make_population(), 5, np.arange(7)), 5)
+    few = individual_parameters(values, draw_covariates(make_population(), 5, np.arange(7), default_parameters()), 5)
     np.testing.assert_array_equal(np.log(few[:, D["t_cell_kill_sensitivity"]]), logs[:7])
 
 
@@ -271,7 +311,7 @@ def test_survival_after_progression_is_weibull_with_the_registry_median_and_shap
     """Days from progression to death: Weibull (Kolmogorov-Smirnov against SciPy's weibull_min) with median
     ln 2 / post_progression_death_rate and the registry shape; shape 1 is the exponential law of that rate."""
     values = default_parameters().replace(post_progression_death_rate=0.002, post_progression_survival_shape=shape)
-    covariates = draw_covariates(make_population(), 6, np.arange(20_000))
+    covariates = draw_covariates(make_population(), 6, np.arange(20_000), default_parameters())
     p = individual_parameters(values, covariates, 6)
     days = post_progression_survival(p, uniforms(6, covariates.patient_id, Stream.block("post_progression")))
     median = np.log(2.0) / 0.002

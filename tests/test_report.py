@@ -365,8 +365,9 @@ def test_transgene_is_reported_at_assessments_of_car_t_arms_only() -> None:
     reached = patients["mrd_month_3"].notna()
     assert reached.any() and (patients.loc[reached, "car_copies_month_3"] > 0).all()
     first = patients.index[reached][0]
-    day = patients.loc[first, "efs_origin_day"] + 91.0  # month 3 = day 91 after infusion
-    record = result.trajectories.query("patient_id == @first and day == @day")["car_copies_per_ug"]
+    month_3 = patients.loc[first, "efs_origin_day"] + 91.0  # day 91 after infusion
+    trajectory = result.trajectories
+    record = trajectory.loc[(trajectory["patient_id"] == first) & (trajectory["day"] == month_3), "car_copies_per_ug"]
     assert float(patients.loc[first, "car_copies_month_3"]) == pytest.approx(float(record.iloc[0]), rel=1e-6)
     chemo = leukosim.simulate_trial("aieop-bfm-2000", 5, seed=3).patients
     assert not any(column.startswith("car_copies") for column in chemo.columns)

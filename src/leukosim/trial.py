@@ -24,11 +24,11 @@ from .endpoints.summary import arm_summary, trial_statistics
 from .engine.integrator import RECORD_NAMES, integrate_batch
 from .engine.simulate import ArmCourse, simulate_arm
 from .model.registry import ParameterSet, default_parameters
+from .notice import NOTICE
 from .population.covariates import Covariates, draw_covariates
 from .population.individual import individual_parameters
 from .population.streams import Stream, uniforms
 from .protocol.load import load_protocol, protocol_hash
-from .notice import NOTICE
 from .protocol.schema import Protocol
 
 __all__ = ["simulate_trial", "simulate_chunk", "simulate_patients", "TrialResult", "run_manifest", "assign_arms",
@@ -141,7 +141,7 @@ def simulate_chunk(protocol: Protocol, parameters: ParameterSet, seed: int, pati
                    trajectory_patients: int = 0) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """Patients, events and trajectories of the given patient ids (trajectories for ids below
     ``trajectory_patients``)."""
-    covariates = draw_covariates(protocol.population, seed, patient_ids)
+    covariates = draw_covariates(protocol.population, seed, patient_ids, parameters)
     p = individual_parameters(parameters, covariates, seed)
     return simulate_patients(protocol, parameters, seed, covariates, p, assign_arms(protocol, seed, patient_ids),
                              trajectory_patients)

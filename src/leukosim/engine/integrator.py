@@ -107,6 +107,7 @@ _MARROW_NORMAL = D["marrow_normal"]
 _T_NORMAL = D["t_normal"]
 _CRS_SUSC = D["crs_susceptibility"]
 _ICANS_SUSC = D["icans_susceptibility"]
+_FITNESS = D["t_cell_fitness"]
 _IL6_BASELINE = INDEX["il6_baseline"]
 
 # Dormand-Prince 5(4) tableau
@@ -179,10 +180,11 @@ def _apply_bolus(t: float, y: np.ndarray, p: np.ndarray, c: np.ndarray, bolus: n
             y[S_CAR_EFFECTOR] = math.log(cells)
             y[S_CAR_MEMORY] = math.log(0.01 * cells)
             # exhausted cells are seeded at the ratio to effectors that the model's exhaustion kinetics sustain
-            # under full antigen signal, ex / (x_death + rho) (a few per cent, the order of exhaustion-marker-
-            # positive cells in an expanded product); from far below it the pool's ln-rate (~50/day) is a stiff
-            # transient. Exhausted cells do not kill; the seed decays at x_death.
-            y[S_CAR_EXHAUSTED] = math.log(p[_CAR_EX] / (p[_CAR_XDEATH] + p[_CAR_RHO]) * cells)
+            # under full antigen signal, ex / (x_death + rho x fitness) (a few per cent, the order of exhaustion-
+            # marker-positive cells in an expanded product); from far below it the pool's ln-rate (~50/day) is a
+            # stiff transient. Exhausted cells do not kill; the seed decays at x_death.
+            expansion = p[_CAR_RHO] * p[_FITNESS]
+            y[S_CAR_EXHAUSTED] = math.log(p[_CAR_EX] / (p[_CAR_XDEATH] + expansion) * cells)
         c[C_CAR_INFUSION] = t
     if bolus[B_HSCT] > 0.0:
         # conditioning thins every clone: survival s per cell; Kendall's K gains (1/s - 1)/m
@@ -439,7 +441,10 @@ def _max_step(t: float, c: np.ndarray) -> float:
 @numba.njit(cache=True, error_model="numpy")
 def integrate_interval(t: float, t_stop: float, y: np.ndarray, p: np.ndarray, u: np.ndarray, c: np.ndarray,
                        rules: np.ndarray, seed: int, patient_id: int, extinction_stream: int,
-                       record_t: np.ndarray, record_out: np.ndarray, stiff: bool) -> tuple[float, bool]:
+                       record_t: np.ndarray, record_out: np.ndarray, stiff: bool, jac: np.ndarray,
+                       pattern: np.ndarray, group: np.ndarray, lu: np.ndarray, pivots: np.ndarray,
+                       lower: np.ndarray, n_lower: np.ndarray, upper: np.ndarray, n_upper: np.ndarray,
+                       stage_f: np.ndarray, stage_implicit: np.ndarray) -> tuple[float, bool]:
     """Integrate one patient from t to t_stop under the constant drive u, starting with the linearly implicit
     method if ``stiff``. Returns the time reached (< t_stop if a terminal event or a failure stopped the
     patient; see C_EVENT and C_STATUS) and whether the implicit method is in use at the end."""
@@ -463,17 +468,6 @@ def integrate_interval(t: float, t_stop: float, y: np.ndarray, p: np.ndarray, u:
     compressed_jacobians = FULL_JACOBIAN_EVERY  # since the last full one (which sets pattern and column groups)
     n_groups = 0
     factored_h = 0.0  # step size of the LU factorisation; 0: factorise before the next step
-    jac = np.empty((0, 0))
-    pattern = np.empty((0, 0))
-    group = np.empty(0, dtype=np.int64)
-    lu = np.empty((0, 0))
-    pivots = np.empty(0, dtype=np.int64)
-    lower = np.empty((0, 0), dtype=np.int64)
-    n_lower = np.empty(0, dtype=np.int64)
-    upper = np.empty((0, 0), dtype=np.int64)
-    n_upper = np.empty(0, dtype=np.int64)
-    stage_f = np.empty((0, 0))
-    stage_implicit = np.empty((0, 0))
 
     il6 = derivatives(t, y, p, u, c, k1, death)
     _event_values(y, p, c, g0)
@@ -499,18 +493,6 @@ def integrate_interval(t: float, t_stop: float, y: np.ndarray, p: np.ndarray, u:
         if boundary - t - h < 1e-9:
             h = boundary - t
         if stiff and not jacobian_current:
-            if jac.shape[0] == 0:
-                jac = np.empty((N_STATES, N_STATES))
-                pattern = np.empty((N_STATES, N_STATES))
-                group = np.empty(N_STATES, dtype=np.int64)
-                lu = np.empty((N_STATES, N_STATES))
-                pivots = np.empty(N_STATES, dtype=np.int64)
-                lower = np.empty((N_STATES, N_STATES), dtype=np.int64)
-                n_lower = np.empty(N_STATES, dtype=np.int64)
-                upper = np.empty((N_STATES, N_STATES), dtype=np.int64)
-                n_upper = np.empty(N_STATES, dtype=np.int64)
-                stage_f = np.empty((ARK_STAGES, N_STATES))
-                stage_implicit = np.empty((ARK_STAGES, N_STATES))
             if compressed_jacobians >= FULL_JACOBIAN_EVERY:
                 stiff = jacobian(t, y, p, u, c, k1, jac, tmp, k2, death)
                 for i in range(N_STATES):
@@ -643,6 +625,17 @@ def integrate_patient(y: np.ndarray, p: np.ndarray, c: np.ndarray, times: np.nda
                       record_out: np.ndarray) -> None:
     """Integrate one patient through its breakpoints (boluses applied at each) up to t_end."""
     stiff = False
+    jac = np.empty((N_STATES, N_STATES))
+    pattern = np.empty((N_STATES, N_STATES))
+    group = np.empty(N_STATES, dtype=np.int64)
+    lu = np.empty((N_STATES, N_STATES))
+    pivots = np.empty(N_STATES, dtype=np.int64)
+    lower = np.empty((N_STATES, N_STATES), dtype=np.int64)
+    n_lower = np.empty(N_STATES, dtype=np.int64)
+    upper = np.empty((N_STATES, N_STATES), dtype=np.int64)
+    n_upper = np.empty(N_STATES, dtype=np.int64)
+    stage_f = np.empty((ARK_STAGES, N_STATES))
+    stage_implicit = np.empty((ARK_STAGES, N_STATES))
     for j in range(n_breakpoints):
         t = times[j]
         t_next = times[j + 1] if j + 1 < n_breakpoints else t_end
@@ -653,7 +646,9 @@ def integrate_patient(y: np.ndarray, p: np.ndarray, c: np.ndarray, times: np.nda
         if t_next <= t:
             continue
         reached, stiff = integrate_interval(t, t_next, y, p, drive[j], c, rules, seed, patient_id,
-                                            extinction_stream, record_t, record_out, stiff)
+                                            extinction_stream, record_t, record_out, stiff, jac, pattern,
+                                            group, lu, pivots, lower, n_lower, upper, n_upper, stage_f,
+                                            stage_implicit)
         if c[C_EVENT] != EVENT_NONE or c[C_STATUS] != STATUS_OK or reached < t_next:
             return
 

@@ -100,7 +100,7 @@ def deterministic_course(protocol: Protocol, patient_ids: Sequence[int] | NDArra
     if chosen is None:
         raise ValueError(f"protocol {protocol.name!r} has no arm {arm!r} (arms: {', '.join(arms)})")
     ids = np.asarray(patient_ids, dtype=np.int64)
-    covariates = draw_covariates(protocol.population, seed, ids)
+    covariates = draw_covariates(protocol.population, seed, ids, parameters)
     p = individual_parameters(parameters, covariates, seed)
     return course_of(protocol, chosen, covariates, p, seed, parameters, phases)
 

@@ -256,7 +256,7 @@ def _bolus_steps(bolus: np.ndarray) -> list[tuple[str, str]]:
             ("ln_car_memory", f"piecewise(ln_car_memory, car_present > 0.5, ln(0.01 * {cells}))"),
             # exhausted cells seeded at the ratio the exhaustion kinetics sustain under full antigen signal
             ("ln_car_exhausted", (f"piecewise(ln_car_exhausted, car_present > 0.5, ln(car_exhaustion_rate "
-                                  f"/ (car_exhausted_death + car_expansion_rate) * {cells}))")),
+                                  f"/ (car_exhausted_death + car_expansion_rate * t_cell_fitness) * {cells}))")),
             ("car_present", "1"),
         ]
     if bolus[B_HSCT] > 0.0:

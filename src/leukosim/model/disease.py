@@ -34,7 +34,7 @@ PARAMETERS = (
               "post-CAR failure, Myers JCO 2022 [P]); non-responders expand CAR-T nearly as well as responders "
               "(Cmax ratio 1.74, Mueller 2017 [P])", True,
               "SD of the patient's log sensitivity of leukemic cells to T-cell-mediated killing (CAR-T and "
-              "blinatumomab; median 1)", bounds=(0.05, 2.5)),
+              "blinatumomab; median 1)", bounds=(0.05, 1.0)),
     Parameter("switch_cd19_loss", 1.0e-12, "1/day", "none: calibrate to CD19- relapse share (Lamble 2023) [U]",
               True, "rate of CD19 loss per CD19+CD22+ cell", bounds=(1e-15, 1e-6)),
     Parameter("switch_cd22_low", 1.0e-12, "1/day", "none: calibrate (CD22 modulation, Front Immunol 2023) [U]", True,

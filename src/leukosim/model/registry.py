@@ -13,7 +13,9 @@ from types import MappingProxyType
 
 import numpy as np
 
-from . import b_lineage, blinatumomab, car_t, chemotherapy, disease, inotuzumab, t_cells, toxicity, transplant
+from . import (
+    b_lineage, blinatumomab, car_t, chemotherapy, disease, inotuzumab, latent, t_cells, toxicity, transplant,
+)
 from .parameter import Parameter
 
 __all__ = ["PARAMETERS", "INDEX", "ParameterSet", "ParameterSetError", "default_parameters",
@@ -34,6 +36,7 @@ PARAMETERS: tuple[Parameter, ...] = (
     + chemotherapy.PARAMETERS
     + transplant.PARAMETERS
     + toxicity.PARAMETERS
+    + latent.PARAMETERS
 )
 INDEX: MappingProxyType[str, int] = MappingProxyType({p.name: i for i, p in enumerate(PARAMETERS)})
 if len(INDEX) != len(PARAMETERS):

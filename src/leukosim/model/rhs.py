@@ -192,8 +192,8 @@ def derivatives(t: float, y: np.ndarray, p: np.ndarray, u: np.ndarray, c: np.nda
         rate = birth - death[k]
         if k == 0:
             rate -= switch_total
-        elif c[C_ALIVE] > 0.5 and leukemia[k] > 0.0:
-            rate += switch[k] * leukemia[0] / leukemia[k]
+        elif c[C_ALIVE] > 0.5:
+            rate += switch[k] * math.exp(y[S_LEUKEMIA] - y[S_LEUKEMIA + k])
         if c[C_ALIVE + k] > 0.5:
             dy[S_LEUKEMIA + k] = rate
             dy[S_EXTINCTION + k] = death[k] * math.exp(-y[S_LEUKEMIA + k] - y[S_EXTINCTION + k])
@@ -208,16 +208,19 @@ def derivatives(t: float, y: np.ndarray, p: np.ndarray, u: np.ndarray, c: np.nda
     b_source = p[_B_SOURCE] * min(1.0, marrow / p[_MARROW_NORMAL]) * max(0.0, 1.0 - total_leukemia / capacity)
     b_immune_marrow = car_kill + blin_marrow_kill
     b_immune_blood = car_kill + blin_blood_kill
-    dy[S_B_PRECURSOR] = (b_source / b_pre - p[_B_MAT] - p[_B_APOP] - u[U_B_KILL] - b_immune_marrow - ino_effect)
-    dy[S_B_MATURE] = p[_B_MAT] * b_pre / b_mat - p[_B_DEATH] - u[U_B_KILL] - b_immune_blood - ino_effect
+    dy[S_B_PRECURSOR] = (b_source * math.exp(-y[S_B_PRECURSOR]) - p[_B_MAT] - p[_B_APOP] - u[U_B_KILL]
+                         - b_immune_marrow - ino_effect)
+    dy[S_B_MATURE] = (p[_B_MAT] * math.exp(y[S_B_PRECURSOR] - y[S_B_MATURE]) - p[_B_DEATH] - u[U_B_KILL]
+                      - b_immune_blood - ino_effect)
     kill_flux += b_immune_marrow * b_pre + b_immune_blood * b_mat
 
     # endogenous T cells (t_cells.py)
     homeostasis = p[_T_HOMEO] * (1.0 - lymphocytes / p[_T_NORMAL])
-    dy[S_T_RESTING] = homeostasis - activation + p[_DEACT] * t_act / t_rest - u[U_T_KILL]
+    dy[S_T_RESTING] = homeostasis - activation + p[_DEACT] * math.exp(y[S_T_ACTIVE] - y[S_T_RESTING]) - u[U_T_KILL]
     space = max(0.0, 1.0 - lymphocytes / p[_SPACE])
     proliferation = p[_TA_PROLIF] * fitness * space * (blin / (blin + p[_EC50_ACT]) if blin > 0.0 else 0.0)
-    dy[S_T_ACTIVE] = activation * t_rest / t_act - p[_DEACT] - p[_TA_APOP] + proliferation - u[U_T_KILL]
+    dy[S_T_ACTIVE] = (activation * math.exp(y[S_T_RESTING] - y[S_T_ACTIVE]) - p[_DEACT] - p[_TA_APOP] + proliferation
+                      - u[U_T_KILL])
 
     # CAR-T (car_t.py): antigen = CD19+ leukemia and normal B cells; expansion scales with the fitness of the
     # patient's T cells the product is made from; host T cells reject CAR-T cells as they reconstitute
@@ -226,11 +229,13 @@ def derivatives(t: float, y: np.ndarray, p: np.ndarray, u: np.ndarray, c: np.nda
         signal = cd19_targets / (cd19_targets + p[_CAR_EC50])
         expansion = p[_CAR_RHO] * fitness * signal * space
         car_activation = expansion * car_e
+        # ratios of pools as differences of ln counts: finite (never 0/0) when a pool underflows
+        ln_effector, ln_memory = y[S_CAR_EFFECTOR], y[S_CAR_MEMORY]
         loss = u[U_T_KILL] + p[_CAR_REJECT] * t_rest / p[_T_NORMAL]
         dy[S_CAR_EFFECTOR] = (expansion - p[_CAR_ALPHA] * (1.0 - signal) - p[_CAR_EM]
-                              - p[_CAR_EX] * signal + p[_CAR_ME] * signal * car_m / car_e - loss)
-        dy[S_CAR_MEMORY] = p[_CAR_EM] * car_e / car_m - p[_CAR_BETA] - p[_CAR_ME] * signal - loss
-        dy[S_CAR_EXHAUSTED] = p[_CAR_EX] * signal * car_e / car_x - p[_CAR_XDEATH] - loss
+                              - p[_CAR_EX] * signal + p[_CAR_ME] * signal * math.exp(ln_memory - ln_effector) - loss)
+        dy[S_CAR_MEMORY] = p[_CAR_EM] * math.exp(ln_effector - ln_memory) - p[_CAR_BETA] - p[_CAR_ME] * signal - loss
+        dy[S_CAR_EXHAUSTED] = p[_CAR_EX] * signal * math.exp(ln_effector - y[S_CAR_EXHAUSTED]) - p[_CAR_XDEATH] - loss
     else:
         dy[S_CAR_EFFECTOR] = 0.0
         dy[S_CAR_MEMORY] = 0.0

@@ -13,11 +13,12 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy.special import expit, logit, ndtr, ndtri
 
+from ..model.registry import ParameterSet
 from ..protocol.schema import RELAPSED_DISEASE, Distribution, Population
 from .body_size import SDS_LIMIT, bsa_m2, height_weight_from_sds
 from .streams import Stream, uniforms
 
-__all__ = ["COVARIATE_STREAMS", "Covariates", "draw_covariates", "sample_distribution"]
+__all__ = ["COVARIATE_STREAMS", "Covariates", "draw_covariates", "latent_law", "sample_distribution"]
 
 #: Stream offsets within the "covariates" block, by position: append new draws, never reorder or remove.
 COVARIATE_STREAMS: tuple[str, ...] = (
@@ -123,8 +124,37 @@ class Covariates:
                       for field in fields(cls)})
 
 
-def draw_covariates(population: Population, seed: int, patient_ids: NDArray[np.int64]) -> Covariates:
-    """Baseline covariates of the patients ``patient_ids`` of run ``seed``.
+#: Truncation of the log-normal laws of T-cell fitness and chemosensitivity (relative units).
+_RELATIVE_RANGE = (0.1, 10.0)
+
+
+def latent_law(population: Population, name: str, parameters: ParameterSet) -> Distribution:
+    """The law of latent feature ``name`` (a key of ``schema.LATENT_LIMITS``) in ``population``: the protocol's
+    own when it states one, else the parameter set's law for the population's disease stage (``model/latent.py``):
+    logit-normal pre-existing shares, log-normal T-cell fitness (median 1 at diagnosis) and chemosensitivity
+    (median 1, relative to the stage's typical patient)."""
+    stated = getattr(population, name)
+    if stated is not None:
+        return stated
+    relapsed = population.disease in RELAPSED_DISEASE
+    if name in ("cd19_negative_fraction", "cd22_low_fraction", "lineage_switch_fraction"):
+        stem = "preexisting_" + name.removesuffix("_fraction")
+        return Distribution(distribution="logitnormal", median=parameters[f"{stem}_median"],
+                            sd=parameters[f"{stem}_logit_sd"])
+    if name == "t_cell_fitness":
+        median = parameters["t_cell_fitness_relapsed_median"] if relapsed else 1.0
+        return Distribution(distribution="lognormal", median=median, cv=parameters["t_cell_fitness_cv"],
+                            range=_RELATIVE_RANGE)
+    if name == "chemosensitivity":
+        cv = parameters["chemosensitivity_cv_relapsed" if relapsed else "chemosensitivity_cv_newly_diagnosed"]
+        return Distribution(distribution="lognormal", median=1.0, cv=cv, range=_RELATIVE_RANGE)
+    raise KeyError(f"{name!r} is not a latent population feature")
+
+
+def draw_covariates(population: Population, seed: int, patient_ids: NDArray[np.int64],
+                    parameters: ParameterSet) -> Covariates:
+    """Baseline covariates of the patients ``patient_ids`` of run ``seed``; latent features follow
+    :func:`latent_law` under ``parameters``.
 
     Height and weight come from the population's growth reference with independent height and BMI SDS,
     each standard normal truncated to [-3, 3]; BSA by Mosteller.
@@ -137,6 +167,9 @@ def draw_covariates(population: Population, seed: int, patient_ids: NDArray[np.i
 
     def draw(name: str) -> NDArray[np.float64]:
         return sample_distribution(getattr(population, name), u(name))
+
+    def draw_latent(name: str) -> NDArray[np.float64]:
+        return sample_distribution(latent_law(population, name, parameters), u(name))
 
     sds = Distribution(distribution="normal", mean=0.0, sd=1.0, range=(-SDS_LIMIT, SDS_LIMIT))
     age = draw("age_years")
@@ -155,11 +188,11 @@ def draw_covariates(population: Population, seed: int, patient_ids: NDArray[np.i
         wbc_per_uL=draw("wbc_per_uL"),
         prior_hsct=u("prior_hsct") < population.prior_hsct_fraction,
         prior_blinatumomab=u("prior_blinatumomab") < population.prior_blinatumomab_fraction,
-        cd19_negative_fraction=draw("cd19_negative_fraction"),
-        cd22_low_fraction=draw("cd22_low_fraction"),
-        lineage_switch_fraction=draw("lineage_switch_fraction"),
-        t_cell_fitness=draw("t_cell_fitness"),
-        chemosensitivity=draw("chemosensitivity"),
+        cd19_negative_fraction=draw_latent("cd19_negative_fraction"),
+        cd22_low_fraction=draw_latent("cd22_low_fraction"),
+        lineage_switch_fraction=draw_latent("lineage_switch_fraction"),
+        t_cell_fitness=draw_latent("t_cell_fitness"),
+        chemosensitivity=draw_latent("chemosensitivity"),
         relapsed=np.full(ids.size, population.disease in RELAPSED_DISEASE),
         hsct_access_quantile=u("hsct_access_quantile"),
     )

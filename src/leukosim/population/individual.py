@@ -14,11 +14,6 @@ from .streams import Stream, standard_normals
 
 __all__ = ["IIV_OMEGA", "individual_parameters", "lean_body_mass_kg", "parameters_from_etas", "random_effects"]
 
-#: Stream offsets inside the "parameters" block: registry parameters use their registry index;
-#: patient-level susceptibilities use the slots after the registry.
-_CRS_STREAM = N_REGISTRY
-_ICANS_STREAM = N_REGISTRY + 1
-_T_CELL_KILL_STREAM = N_REGISTRY + 2
 #: PB blasts relative to marrow blast fraction x WBC (assumption [U]) for the inotuzumab kdes covariate.
 _PB_BLAST_SHARE = 0.5
 #: SD of each registry parameter's log-normal random effect eta (omega = sqrt(ln(1 + cv^2)); 0: no variability).
@@ -36,11 +31,15 @@ def random_effects(covariates: Covariates, seed: int) -> NDArray[np.float64]:
     """The random effects of run ``seed`` (patients x registry parameters, log scale): eta ~ N(0, omega^2) for
     each parameter with ``iiv_cv`` > 0 (:data:`IIV_OMEGA`), drawn on its own stream; 0 elsewhere."""
     ids = covariates.patient_id
-    base = Stream.block("parameters")
     etas = np.zeros((ids.size, N_REGISTRY))
     for index in np.flatnonzero(IIV_OMEGA > 0.0):
-        etas[:, index] = IIV_OMEGA[index] * standard_normals(seed, ids, base + index)
+        etas[:, index] = IIV_OMEGA[index] * _normals(seed, ids, PARAMETERS[index].name)
     return etas
+
+
+def _normals(seed: int, patient_ids: NDArray[np.int64], name: str) -> NDArray[np.float64]:
+    """Standard normal draws of the patient-level random effect ``name``, on a stream keyed by its name."""
+    return standard_normals(seed, patient_ids, Stream.named(f"parameters/{name}"))
 
 
 def individual_parameters(parameters: ParameterSet, covariates: Covariates, seed: int) -> NDArray[np.float64]:
@@ -58,7 +57,6 @@ def parameters_from_etas(parameters: ParameterSet, covariates: Covariates, etas:
     drawn for (``seed``, patient id)."""
     ids = covariates.patient_id
     n = ids.size
-    base = Stream.block("parameters")
     etas = np.asarray(etas, dtype=np.float64)
     if etas.shape != (n, N_REGISTRY):
         raise ValueError(f"etas must be patients x registry parameters ({n} x {N_REGISTRY}), got {etas.shape}")
@@ -105,13 +103,13 @@ def parameters_from_etas(parameters: ParameterSet, covariates: Covariates, etas:
         * np.where(covariates.relapsed, value("chemosensitivity_relapsed"), 1.0),
         "t_cell_fitness": covariates.t_cell_fitness,
         "crs_susceptibility": np.exp(value("crs_susceptibility_sd")
-                                     * standard_normals(seed, ids, base + _CRS_STREAM)),
+                                     * _normals(seed, ids, "crs_susceptibility")),
         "icans_susceptibility": np.exp(value("icans_susceptibility_sd")
-                                       * standard_normals(seed, ids, base + _ICANS_STREAM)),
+                                       * _normals(seed, ids, "icans_susceptibility")),
         "prior_hsct": covariates.prior_hsct.astype(np.float64),
         "wbc_per_uL": covariates.wbc_per_uL,
         "t_cell_kill_sensitivity": np.exp(value("t_cell_kill_sensitivity_sd")
-                                          * standard_normals(seed, ids, base + _T_CELL_KILL_STREAM)),
+                                          * _normals(seed, ids, "t_cell_kill_sensitivity")),
     }
     for name, column in D.items():
         out[:, column] = derived[name]

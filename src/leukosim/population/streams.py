@@ -8,6 +8,8 @@ in NumPy and needs no per-patient generator object.
 
 from __future__ import annotations
 
+import hashlib
+
 import numba
 import numpy as np
 from numpy.typing import NDArray
@@ -21,6 +23,7 @@ _MIX2 = 0x94D049BB133111EB
 _PATIENT_KEY = 0xD6E8FEB86659FD93
 _STREAM_KEY = 0xA0761D6478BD642F
 _INV_2_53 = 1.0 / 9007199254740992.0
+_NAMED_BIT = 1 << 62
 
 
 @numba.njit(cache=True, inline="always", error_model="numpy")
@@ -71,7 +74,6 @@ class Stream:
     BLOCKS: tuple[tuple[str, int], ...] = (
         ("arm", 1),
         ("covariates", 64),
-        ("parameters", 256),
         ("extinction", 128),
         ("hazards", 32),
         ("assays", 4096),
@@ -79,6 +81,14 @@ class Stream:
         ("post_progression", 8),
         ("subclones", 8),
     )
+
+    @staticmethod
+    def named(key: str) -> int:
+        """Stream number of a quantity known by name (e.g. ``"parameters/car_expansion_rate"``): a 62-bit BLAKE2b
+        digest of ``key`` with bit 62 set, so it lies above every block and does not move when other named
+        quantities (registry parameters) are added, removed or reordered."""
+        digest = int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "little")
+        return (digest & (_NAMED_BIT - 1)) | _NAMED_BIT
 
     @classmethod
     def block(cls, name: str) -> int:

@@ -14,6 +14,7 @@ from pydantic_core import PydanticCustomError
 
 __all__ = [
     "Distribution",
+    "LATENT_LIMITS",
     "Population",
     "Quantity",
     "WeightBand",
@@ -144,10 +145,16 @@ def _within(name: str, dist: Distribution, low: float, high: float) -> None:
 RELAPSED_DISEASE = ("first_relapse", "relapsed_refractory")
 
 
+#: Latent population features and the upper end of their values (shares are fractions of blasts).
+LATENT_LIMITS = {"cd19_negative_fraction": 1.0, "cd22_low_fraction": 1.0, "lineage_switch_fraction": 1.0,
+                 "t_cell_fitness": 100.0, "chemosensitivity": 100.0}
+
+
 class Population(StrictModel):
-    """Eligibility and baseline distributions of the virtual population. ``chemosensitivity`` is relative to
-    the typical patient of the population's disease stage (relapsed disease is scaled by the registry's
-    ``chemosensitivity_relapsed``)."""
+    """Eligibility and baseline distributions of the virtual population. The latent features (pre-existing
+    antigen-negative shares, ``t_cell_fitness``, ``chemosensitivity``) follow the parameter set's laws for the
+    disease stage (``model/latent.py``) unless given here. ``chemosensitivity`` is relative to the typical
+    patient of the disease stage (relapsed disease is scaled by the registry's ``chemosensitivity_relapsed``)."""
 
     description: str = ""
     disease: Literal["newly_diagnosed", "first_relapse", "relapsed_refractory", "mrd_positive"]
@@ -158,21 +165,20 @@ class Population(StrictModel):
     wbc_per_uL: Distribution
     prior_hsct_fraction: float = Field(default=0.0, ge=0, le=1)
     prior_blinatumomab_fraction: float = Field(default=0.0, ge=0, le=1)
-    cd19_negative_fraction: Distribution
-    cd22_low_fraction: Distribution
-    lineage_switch_fraction: Distribution
-    t_cell_fitness: Distribution
-    chemosensitivity: Distribution
+    cd19_negative_fraction: Distribution | None = None
+    cd22_low_fraction: Distribution | None = None
+    lineage_switch_fraction: Distribution | None = None
+    t_cell_fitness: Distribution | None = None
+    chemosensitivity: Distribution | None = None
 
     @model_validator(mode="after")
     def _check_ranges(self) -> Population:
         _within("age_years", self.age_years, 0.0, 30.0)
         _within("marrow_blasts_percent", self.marrow_blasts_percent, 0.0, 100.0)
         _within("wbc_per_uL", self.wbc_per_uL, 0.0, 1.0e6)
-        for name in ("cd19_negative_fraction", "cd22_low_fraction", "lineage_switch_fraction"):
-            _within(name, getattr(self, name), 0.0, 1.0)
-        for name in ("t_cell_fitness", "chemosensitivity"):
-            _within(name, getattr(self, name), 0.0, 100.0)
+        for name, high in LATENT_LIMITS.items():
+            if getattr(self, name) is not None:
+                _within(name, getattr(self, name), 0.0, high)
         return self
 
 

@@ -30,12 +30,12 @@ from ..engine.integrator import N_RECORD, N_RULE_COLUMNS, RECORD_NAMES, integrat
 from ..engine.reference import course_of, responder_path
 from ..io.nonmem import ENDPOINTS
 from ..engine.extinction import extinction_thresholds
-from ..model.layout import C_CLONE_SIZE, C_EXTINCTION_THRESHOLD, N_CLASSES, N_REGISTRY, U_BLIN_RATE
+from ..model.layout import C_CLONE_SIZE, C_EXTINCTION_THRESHOLD, D, N_CLASSES, N_REGISTRY, U_BLIN_RATE
 from ..model.registry import INDEX, PARAMETERS, ParameterSet, default_parameters
-from ..population.covariates import Covariates, sample_distribution
+from ..population.covariates import Covariates, latent_law, sample_distribution
 from ..population.individual import IIV_OMEGA, parameters_from_etas
 from ..population.streams import Stream
-from ..protocol.schema import RELAPSED_DISEASE, Arm, Population, Protocol
+from ..protocol.schema import LATENT_LIMITS, RELAPSED_DISEASE, Arm, Population, Protocol
 from .data import PatientData
 
 __all__ = ["RESIDUAL_SD", "INFORMED_BY", "PatientFit", "PatientModel", "fit_patient", "patient_covariates",
@@ -68,11 +68,10 @@ _HESSIAN_STEP = 2e-2
 _BOUND = 5.0  # etas searched within +-5 omega
 _COVARIATE_SOURCES = {"age_years": "AGE", "male": "SEX", "height_cm": "HT", "weight_kg": "WT", "bsa_m2": "BSA",
                       "marrow_blasts_percent": "BLAST", "wbc_per_uL": "WBC", "prior_hsct": "PHSCT"}
-_POPULATION_MEDIAN = ("cd19_negative_fraction", "cd22_low_fraction", "lineage_switch_fraction", "t_cell_fitness",
-                      "chemosensitivity")
 
 
-def patient_covariates(data: PatientData, population: Population) -> tuple[Covariates, dict[str, str]]:
+def patient_covariates(data: PatientData, population: Population,
+                       parameters: ParameterSet) -> tuple[Covariates, dict[str, str]]:
     """The patient's covariates (one row, patient id 0) and where each comes from: measured ones from the data
     file (baseline marrow blasts from BLAST, not from the first MRD), latent ones (antigen-negative subclone
     shares, T-cell fitness, chemosensitivity, transplant access) at the median of the population's law, prior
@@ -83,8 +82,8 @@ def patient_covariates(data: PatientData, population: Population) -> tuple[Covar
         value = data.baseline[column]
         values[name] = np.array([value == 1 if name in ("male", "prior_hsct") else value])
         sources[name] = f"data {column}"
-    for name in _POPULATION_MEDIAN:
-        values[name] = sample_distribution(getattr(population, name), np.array([0.5]))
+    for name in LATENT_LIMITS:
+        values[name] = sample_distribution(latent_law(population, name, parameters), np.array([0.5]))
         sources[name] = "population median"
     values["prior_blinatumomab"] = np.array([population.prior_blinatumomab_fraction > 0.5])
     sources["prior_blinatumomab"] = "population majority"
@@ -148,6 +147,7 @@ class PatientModel:
         full = np.zeros((m, N_REGISTRY))
         full[:, self.columns] = etas
         p = parameters_from_etas(self.parameters, covariates, full, _SEED)
+        p[:, D["t_cell_kill_sensitivity"]] = 1.0  # latent: the median of its population law, like the covariates
         course = course_of(self.protocol, self.arm, covariates, p, _SEED, self.parameters, self.phases)
         stop = max(course.t_end, float(self.record_times[-1]))
         times, drive, bolus = self._schedule(course.times, course.drive, course.bolus, course.t_end)
@@ -289,7 +289,7 @@ def fit_patient(data: PatientData, protocol: Protocol, parameters: ParameterSet 
     if not estimated:
         raise ValueError(f"{data.path}: no observation informs a parameter with between-patient variability "
                          f"(observed DVIDs {sorted(set(data.dvid.tolist()))})")
-    covariates, sources = patient_covariates(data, protocol.population)
+    covariates, sources = patient_covariates(data, protocol.population, parameters)
     model = PatientModel(protocol, arm, covariates, data, parameters, estimated)
     bounds = [(-_BOUND * w, _BOUND * w) for w in model.omega]
     result = minimize(model.value_and_gradient, np.zeros(len(estimated)), jac=True, method="L-BFGS-B",
