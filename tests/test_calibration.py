@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -20,7 +21,7 @@ from leukosim.model.registry import (
 )
 
 SMALL = CalibrationSettings(name="tiny", n_patients=40, protocols=("aall1621", "eliana"),
-                            parameters=("ino_kill_max", "car_expansion_rate"), max_evaluations=8)
+                            parameters=("ino_kill_max", "car_expansion_rate"), max_evaluations=8, start=LITERATURE)
 
 
 def test_standardised_residual_of_a_proportion_by_hand() -> None:
@@ -58,6 +59,14 @@ def test_calibration_is_reproducible_from_its_recorded_settings(tmp_path) -> Non
     for name, value in first["values"].items():
         assert loaded[name] == value
     json.loads(path.read_text(), parse_constant=lambda c: pytest.fail(f"non-standard JSON {c}"))
+
+
+def test_a_calibration_from_a_start_set_also_fits_what_that_set_moved(tmp_path) -> None:
+    start = tmp_path / "start.json"
+    start.write_text(json.dumps({"name": "start", "values": {"car_contraction_rate": 0.08}}))
+    document = calibrate(replace(SMALL, start=str(start), parameters=("ino_kill_max",), max_evaluations=4))
+    assert document["fit"]["fitted_parameters"] == ["ino_kill_max", "car_contraction_rate"]
+    assert document["settings"]["start"] == str(start)
 
 
 def test_shipped_calibration_reproduces_its_recorded_fit() -> None:
@@ -127,6 +136,9 @@ def test_run_rejects_an_unknown_parameter_set(tmp_path) -> None:
     outcome = CliRunner().invoke(app, ["run", "eliana", "-n", "5", "-o", str(tmp_path), "--parameters", "nope"])
     assert outcome.exit_code == 2
     assert "cannot read" in outcome.output and "literature-0.1" in outcome.output
+    outcome = CliRunner().invoke(app, ["calibrate", "-o", str(tmp_path / "x.json"), "--start", "nope"])
+    assert outcome.exit_code == 2 and "--start" in outcome.output and "cannot read" in outcome.output
+    assert not (tmp_path / "x.json").exists()
 
 
 def test_selection_gives_every_badly_missed_target_a_lever() -> None:

@@ -32,6 +32,7 @@ from leukosim.protocol.load import load_protocol
 from leukosim.protocol.schema import LATENT_LIMITS
 from leukosim.trial import TrialResult, simulate_patients
 from leukosim.twin import RESIDUAL_SD, PatientDataError, PatientFit, fit_patient, forecast, read_patient_data
+from leukosim.twin.fit import PatientModel
 
 SEED = 5
 NOISE_SEED = 1
@@ -107,6 +108,22 @@ def test_map_recovers_known_parameters(name: str, tmp_path: Path, eliana_data: P
             assert abs(error) < abs(truth[parameter]), report[-1]
             assert abs(np.expm1(error)) <= RELATIVE_TOLERANCE, report[-1]
     print(f"{name}: " + "; ".join(report))
+
+
+def test_gradient_is_one_sided_where_the_solver_fails_on_one_side() -> None:
+    """Where the perturbed point on one side fails (+inf), that component is the other side's one-sided
+    difference; the others stay central."""
+    model = object.__new__(PatientModel)  # value_and_gradient needs only the objective
+
+    def objective(etas: np.ndarray) -> np.ndarray:  # eta0^2 + eta1^2 + eta1, failing where eta0 > 0.005
+        etas = np.atleast_2d(etas)
+        return np.where(etas[:, 0] > 0.005, np.inf, (etas**2).sum(axis=1) + etas[:, 1])
+
+    model.objective = objective
+    value, gradient = model.value_and_gradient(np.array([0.0, 0.3]))
+    assert value == pytest.approx(0.39)
+    assert gradient[0] == pytest.approx(-0.01)  # backward difference of eta0^2 at 0: -h
+    assert gradient[1] == pytest.approx(1.6)  # central: 2 x 0.3 + 1
 
 
 def test_reader_locates_errors(tmp_path: Path, eliana_data: Path) -> None:

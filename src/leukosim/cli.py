@@ -176,6 +176,8 @@ def calibrate(
     evaluations: int = typer.Option(CalibrationSettings.max_evaluations, "--evaluations", min=1,
                                     help="CMA-ES evaluation budget"),
     seed: int = typer.Option(CalibrationSettings.seed, "--seed", "-s", min=0, help="seed of the common virtual cohort"),
+    start: str = typer.Option(CalibrationSettings.start, "--start",
+                              help="parameter set the search starts from (a shipped name or a JSON file)"),
     reproduce: Path = typer.Option(None, "--reproduce", help="re-run with the settings recorded in this file"),
 ) -> None:
     """Fit the calibratable parameters jointly to every calibration protocol's targets."""
@@ -188,7 +190,12 @@ def calibrate(
         except (OSError, KeyError, TypeError, ValueError) as error:
             _fail(f"{reproduce}: no usable calibration settings ({error})")
     else:
-        settings = CalibrationSettings(name=out.stem, n_patients=patients, max_evaluations=evaluations, seed=seed)
+        settings = CalibrationSettings(name=out.stem, n_patients=patients, max_evaluations=evaluations, seed=seed,
+                                       start=start)
+    try:
+        load_parameter_set(settings.start)
+    except ParameterSetError as error:
+        _fail(f"--start: {error}")
     with console.status("calibrating") as status:
         document = run_calibration(settings, progress=lambda message: status.update(escape(message)))
     write_parameter_set(document, out)

@@ -3,13 +3,17 @@
 Two stages, both on the objective of :mod:`leukosim.calibration.objective` with common random numbers:
 
 1. **Screening** (identifiability): each calibratable parameter is moved one at a time by a factor of
-   ``screen_factor`` up and down; the summed absolute change of the targets' losses is its sensitivity.
+   ``screen_factor`` up and down, within its bounds; the summed absolute change of the targets' losses is its
+   sensitivity.
    Parameters whose sensitivity stays below ``min_sensitivity`` cannot be identified from the calibration set
    and stay at their literature values. Of the rest, :func:`select_parameters` picks up to ``max_parameters``:
    first the parameter that moves each badly missed target most (so every mechanism with a missed target gets
    a lever), then the most sensitive others (more would be poorly identified with this budget).
 2. **Fit**: CMA-ES (the ``cma`` package, seeded, so a fit is reproducible) on the selected parameters' log10
    deviations, within their bounds (registry bounds, else three decades either side).
+
+Both start from the ``start`` parameter set (default: the literature values), e.g. the previous calibration
+when the model has changed; the parameters it moved join the fit, and the prior stays on the literature values.
 
 The result is a parameter-set file (see :func:`leukosim.model.registry.load_parameter_set`) that also records
 its settings and a fit report, so ``leukosim calibrate --reproduce FILE`` re-runs it."""
@@ -26,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from ..io.jsonsafe import json_safe
-from ..model.registry import DEFAULT, INDEX, LITERATURE, PARAMETERS, literature_parameters
+from ..model.registry import DEFAULT, INDEX, LITERATURE, PARAMETERS, literature_parameters, load_parameter_set
 from ..protocol.load import bundled_protocols, load_protocol
 from ..protocol.schema import Protocol
 from .objective import PRIOR_SD_DECADES, CalibrationObjective
@@ -44,18 +48,21 @@ class CalibrationSettings:
     """Everything that determines a calibration result."""
 
     name: str = DEFAULT
-    n_patients: int = 200
+    n_patients: int = 300
     seed: int = 20261123
     protocols: tuple[str, ...] = ()
     screen_factor: float = 3.0
     min_sensitivity: float = 0.5
-    max_parameters: int = 22
+    max_parameters: int = 26
     parameters: tuple[str, ...] = ()
-    max_evaluations: int = 700
-    initial_step_decades: float = 0.3
+    max_evaluations: int = 1500
+    initial_step_decades: float = 0.15
     optimiser_seed: int = 1
     prior_sd_decades: float = PRIOR_SD_DECADES
     base: str = LITERATURE
+    #: the parameter set (shipped name or file) whose values start the screening and the search; the prior
+    #: stays centred on ``base``
+    start: str = "calibrated-0.2"
 
 
 def calibration_protocols(names: tuple[str, ...] = ()) -> list[Protocol]:
@@ -80,9 +87,10 @@ def _target_losses(comparison: pd.DataFrame) -> np.ndarray:
     return np.where(comparison["used"].to_numpy(bool), 0.5 * np.nan_to_num(z, nan=0.0) ** 2, 0.0)
 
 
-def screen(objective: CalibrationObjective, factor: float,
+def screen(objective: CalibrationObjective, factor: float, start: np.ndarray | None = None,
            progress: Callable[[str], None] | None = None) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
-    """One-at-a-time screening of ``objective.names``: each parameter multiplied and divided by ``factor``.
+    """One-at-a-time screening of ``objective.names`` around ``start`` (log10 deviations from the literature
+    values; default 0): each parameter multiplied and divided by ``factor`` (at most to its bounds).
 
     Returns a table (parameter, loss_up, loss_down: change of the data loss; sensitivity: the larger, over the
     two moves, of the summed absolute change of the targets' losses, so a parameter that helps one target and
@@ -90,7 +98,7 @@ def screen(objective: CalibrationObjective, factor: float,
     move), used to make sure every badly missed target gets a parameter that moves it, and the targets' losses
     at the base values."""
     step = math.log10(factor)
-    zero = np.zeros(len(objective.names))
+    zero = np.zeros(len(objective.names)) if start is None else np.asarray(start, dtype=float)
 
     def losses(decades: np.ndarray) -> np.ndarray:
         objective.evaluations += 1
@@ -102,7 +110,7 @@ def screen(objective: CalibrationObjective, factor: float,
         moves = []
         for sign in (1.0, -1.0):
             decades = zero.copy()
-            decades[k] = sign * step
+            decades[k] = np.clip(zero[k] + sign * step, *_bounds(name))
             moves.append(losses(decades) - base)
         influence = [float(np.abs(move).sum()) for move in moves]
         effects.append(moves[int(np.argmax(influence))])
@@ -155,24 +163,34 @@ def calibrate(settings: CalibrationSettings, progress: Callable[[str], None] | N
     protocols = calibration_protocols(settings.protocols)
     calibratable = [p.name for p in PARAMETERS if p.calibrate]
     names = list(settings.parameters)
+    start_set = load_parameter_set(settings.start)
+
+    def start_decades(chosen: list[str]) -> np.ndarray:
+        """log10 deviations of the start set from the literature values, within the bounds."""
+        literature = literature_parameters()
+        return np.array([np.clip(math.log10(start_set[n] / literature[n]), *_bounds(n)) for n in chosen])
+
     screening: pd.DataFrame | None = None
     if not names:
         screener = CalibrationObjective(protocols, calibratable, settings.n_patients, settings.seed,
                                         prior_sd_decades=settings.prior_sd_decades)
-        screening, effects, base_losses = screen(screener, settings.screen_factor, progress)
+        screening, effects, base_losses = screen(screener, settings.screen_factor, start_decades(calibratable),
+                                                 progress)
         names = select_parameters(screening, effects, base_losses, settings.min_sensitivity,
                                   settings.max_parameters)
+    names += [n for n in calibratable if start_set[n] != literature_parameters()[n] and n not in names]
     if not names:
         raise ValueError("no parameter is sensitive enough to fit")
     objective = CalibrationObjective(protocols, names, settings.n_patients, settings.seed,
                                      prior_sd_decades=settings.prior_sd_decades)
     bounds = np.array([_bounds(name) for name in names])
-    strategy = cma.CMAEvolutionStrategy(np.zeros(len(names)), settings.initial_step_decades, {
+    x0 = start_decades(names)
+    strategy = cma.CMAEvolutionStrategy(x0, settings.initial_step_decades, {
         "bounds": [list(bounds[:, 0]), list(bounds[:, 1])], "seed": settings.optimiser_seed,
         "maxfevals": settings.max_evaluations, "verbose": -9, "CMA_diagonal": False,
     })
-    start_loss = objective(np.zeros(len(names)))
-    best_x, best_loss = np.zeros(len(names)), start_loss
+    start_loss = objective(x0)
+    best_x, best_loss = x0, start_loss
     while not strategy.stop():
         candidates = strategy.ask()
         losses = [objective(np.asarray(x)) for x in candidates]

@@ -32,8 +32,9 @@ PARAMETERS = (
               "blinatumomab-mediated kill-rate scale"),
     Parameter("blin_blood_kill_max", 10.0, "1/day", "assumption [U], constrained by Hijazi 2018 (NHL, [P]): blood "
               "B cells depleted within 48 h at >= 5 ug/m2/day, first-order, i.e. >= 2.3/day; 10/day keeps that "
-              "at 5 ug/m2/day (drug term 0.43) and fitness 0.8 once the T:B ratio saturates", True,
-              "maximal blinatumomab kill rate of circulating B cells", bounds=(2.0, 100.0)),
+              "at 5 ug/m2/day (drug term 0.43) and fitness 0.8 once the T:B ratio saturates; lower bound 8/day: "
+              "2.3 / (0.43 x 0.8) = 6.7/day before the T:B ratio saturates", True,
+              "maximal blinatumomab kill rate of circulating B cells", bounds=(8.0, 100.0)),
     Parameter("blin_marrow_kill_efficiency", 0.1, "-", "Hosseini 2020 fBkill (tissue) [P]", False,
               "marrow kill efficiency (scales the marrow kill and the blood kill's E:T half-saturation; the blood "
               "kill's maximum is blin_blood_kill_max)"),

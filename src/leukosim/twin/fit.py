@@ -178,13 +178,18 @@ class PatientModel:
         return value if np.isfinite(value) else 1e12
 
     def value_and_gradient(self, eta: NDArray[np.float64]) -> tuple[float, NDArray[np.float64]]:
-        """Objective and its central-difference gradient at ``eta``, in one batch."""
+        """Objective and its central-difference gradient at ``eta``, in one batch; a one-sided difference where
+        the solver failed on one side, 0 where it failed on both (1e12 and no gradient where it failed at eta)."""
         k = eta.size
-        steps = _GRADIENT_STEP * np.eye(k)
-        values = self.objective(np.vstack([eta, eta + steps, eta - steps]))
-        if not np.all(np.isfinite(values)):
-            return float(values[0]) if np.isfinite(values[0]) else 1e12, np.zeros(k)
-        return float(values[0]), (values[1:k + 1] - values[k + 1:]) / (2 * _GRADIENT_STEP)
+        h = _GRADIENT_STEP
+        values = self.objective(np.vstack([eta, eta + h * np.eye(k), eta - h * np.eye(k)]))
+        centre, forward, backward = values[0], values[1:k + 1], values[k + 1:]
+        if not np.isfinite(centre):
+            return 1e12, np.zeros(k)
+        with np.errstate(invalid="ignore"):
+            gradient = np.where(np.isfinite(backward), (forward - backward) / (2 * h), (forward - centre) / h)
+            gradient = np.where(np.isfinite(forward), gradient, (centre - backward) / h)
+        return float(centre), np.where(np.isfinite(gradient), gradient, 0.0)
 
     def hessian(self, eta: NDArray[np.float64]) -> NDArray[np.float64]:
         """Finite-difference Hessian of the objective at ``eta`` (four points per pair, one batch)."""
