@@ -293,11 +293,6 @@ population:
   male_fraction: 0.5
   marrow_blasts_percent: {distribution: fixed, value: 50}
   wbc_per_uL: {distribution: fixed, value: 5000}
-  cd19_negative_fraction: {distribution: fixed, value: 0}
-  cd22_low_fraction: {distribution: fixed, value: 0}
-  lineage_switch_fraction: {distribution: fixed, value: 0}
-  t_cell_fitness: {distribution: fixed, value: 1}
-  chemosensitivity: {distribution: fixed, value: 1}
 arms:
   - name: chemotherapy
     phases:

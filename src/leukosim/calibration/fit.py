@@ -163,11 +163,10 @@ def calibrate(settings: CalibrationSettings, progress: Callable[[str], None] | N
     protocols = calibration_protocols(settings.protocols)
     calibratable = [p.name for p in PARAMETERS if p.calibrate]
     names = list(settings.parameters)
-    start_set = load_parameter_set(settings.start)
+    literature, start_set = literature_parameters(), load_parameter_set(settings.start)
 
     def start_decades(chosen: list[str]) -> np.ndarray:
         """log10 deviations of the start set from the literature values, within the bounds."""
-        literature = literature_parameters()
         return np.array([np.clip(math.log10(start_set[n] / literature[n]), *_bounds(n)) for n in chosen])
 
     screening: pd.DataFrame | None = None
@@ -178,7 +177,7 @@ def calibrate(settings: CalibrationSettings, progress: Callable[[str], None] | N
                                                  progress)
         names = select_parameters(screening, effects, base_losses, settings.min_sensitivity,
                                   settings.max_parameters)
-    names += [n for n in calibratable if start_set[n] != literature_parameters()[n] and n not in names]
+    names += [n for n in calibratable if start_set[n] != literature[n] and n not in names]
     if not names:
         raise ValueError("no parameter is sensitive enough to fit")
     objective = CalibrationObjective(protocols, names, settings.n_patients, settings.seed,
@@ -201,7 +200,6 @@ def calibrate(settings: CalibrationSettings, progress: Callable[[str], None] | N
         if progress is not None:
             progress(f"evaluations {objective.evaluations}: best loss {best_loss:.4g}")
     fitted = objective.parameters(best_x, settings.name)
-    literature = literature_parameters()
     before = objective.comparison(literature)
     after = objective.comparison(fitted)
     parameter_rows = []

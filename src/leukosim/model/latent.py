@@ -15,29 +15,31 @@ from .parameter import Parameter
 #: logit SD of a log-uniform law over four decades (4 ln 10 / sqrt 12), the previous assumption's spread
 _FOUR_DECADES_SD = 2.66
 
+
+def _share_law(clone: str, median: float, bounds: tuple[float, float], source: str, logit_sd: float,
+               description: str) -> tuple[Parameter, Parameter]:
+    """The calibratable median and the fixed logit SD of one pre-existing subclone share (logit-normal)."""
+    return (
+        Parameter(f"preexisting_{clone}_median", median, "-", source, True,
+                  f"median pre-existing {description} share of blasts at enrollment (logit-normal)", bounds=bounds),
+        Parameter(f"preexisting_{clone}_logit_sd", logit_sd, "logit", "assumption [U]", False,
+                  f"logit SD of the pre-existing {description} share"),
+    )
+
+
 PARAMETERS = (
-    Parameter("preexisting_cd19_negative_median", 1.0e-10, "-", "assumption [U]: model_literature §9.3 asks for "
-              "calibration (start 1e-6-1e-3; lower values reproduce the CD19- relapse share with phenotype "
-              "switching)", True, "median pre-existing CD19- share of blasts at enrollment (logit-normal)",
-              bounds=(1.0e-13, 1.0e-3)),
-    Parameter("preexisting_cd19_negative_logit_sd", _FOUR_DECADES_SD, "logit", "assumption [U]: four decades",
-              False, "logit SD of the pre-existing CD19- share"),
-    Parameter("preexisting_cd22_low_median", 0.01, "-", "assumption [U]: CD22 is expressed by most blasts in "
-              "60-90% of B-ALL (Lanza 2020 [P]); the share with too little CD22 for inotuzumab is not measured",
-              True, "median pre-existing CD22-low share of blasts at enrollment (logit-normal)",
-              bounds=(1.0e-7, 0.2)),
-    Parameter("preexisting_cd22_low_logit_sd", 2.0, "logit", "assumption [U]", False,
-              "logit SD of the pre-existing CD22-low share"),
-    Parameter("preexisting_lineage_switch_median", 1.0e-11, "-", "assumption [U]: lineage switch is ~7% of "
-              "relapses after CD19-directed therapy, KMT2A-linked (model_literature §1.4 [P])", True,
-              "median pre-existing lineage-switch (double-negative) share of blasts (logit-normal)",
-              bounds=(1.0e-14, 1.0e-5)),
-    Parameter("preexisting_lineage_switch_logit_sd", _FOUR_DECADES_SD, "logit", "assumption [U]: four decades",
-              False, "logit SD of the pre-existing lineage-switch share"),
-    Parameter("t_cell_fitness_relapsed_median", 0.8, "-", "assumption [U]; direction: prior therapy depletes "
-              "naive and memory T cells (lower CAR-T expansion in heavily pretreated patients, Finney 2019 [P])",
-              True, "median T-cell fitness of relapsed or refractory disease (newly diagnosed = 1)",
-              bounds=(0.3, 1.5)),
+    *_share_law("cd19_negative", 1.0e-10, (1.0e-13, 1.0e-3), "assumption [U]: not measured, calibrate "
+                "(model_literature §1.4, §9.3 [P]); the previous protocols' log-uniform 1e-12-1e-8, at its "
+                "geometric middle", _FOUR_DECADES_SD, "CD19-"),
+    *_share_law("cd22_low", 0.01, (1.0e-7, 0.2), "assumption [U]: CD22 is expressed by most blasts in 60-90% of "
+                "B-ALL (Lanza 2020 [P]); the share with too little CD22 for inotuzumab is not measured", 2.0,
+                "CD22-low"),
+    *_share_law("lineage_switch", 1.0e-11, (1.0e-14, 1.0e-5), "assumption [U]: lineage switch is 7.2% of relapses "
+                "after CD19 CAR-T (Lamble 2023, model_literature §1.4 [P]); the pre-existing share is not "
+                "measured", _FOUR_DECADES_SD, "lineage-switch (double-negative)"),
+    Parameter("t_cell_fitness_relapsed_median", 0.8, "-", "assumption [U]: prior therapy taken to leave T cells "
+              "less fit than at diagnosis (not measured in the reference set)", True,
+              "median T-cell fitness of relapsed or refractory disease (newly diagnosed = 1)", bounds=(0.3, 1.5)),
     Parameter("t_cell_fitness_cv", 0.5, "-", "assumption [U]", True,
               "coefficient of variation of T-cell fitness (log-normal, truncated to [0.1, 10])",
               bounds=(0.1, 1.5)),
