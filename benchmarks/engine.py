@@ -77,7 +77,7 @@ from leukosim.model.layout import (
     N_CLASSES, N_DRIVE, N_STATES, S_CAR_EXHAUSTED, S_LEUKEMIA, STATE_NAMES, STATUS_NAMES,
 )
 from leukosim.model.registry import INDEX, ParameterSet, default_parameters
-from leukosim.model.rhs import derivatives
+from leukosim.model.rhs import RHS_WORK, derivatives
 from leukosim.population.covariates import Covariates, draw_covariates
 from leukosim.population.individual import individual_parameters
 from leukosim.population.streams import Stream
@@ -260,13 +260,13 @@ def replay(cohort: Cohort, rules: NDArray, seed: int, index: NDArray[np.int64]) 
     count = [0]
     samples: list[tuple] = []
 
-    def counting(t, y, p, u, c, dy, death):  # noqa: ANN001, ANN202 - same signature as derivatives
+    def counting(t, y, p, u, c, dy, work):  # noqa: ANN001, ANN202 - same signature as derivatives
         count[0] += 1
         if count[0] > REPLAY_RHS_LIMIT:
             raise RuntimeError(f"replay exceeded {REPLAY_RHS_LIMIT} RHS evaluations at t={t}")
         if count[0] % SAMPLE_EVERY == 0:
             samples.append((t, y.copy(), p, u.copy(), c.copy()))
-        return derivatives(t, y, p, u, c, dy, death)
+        return derivatives(t, y, p, u, c, dy, work)
 
     accepted: list[tuple] = []
     attempt = {"count": 0, "cap": np.inf, "implicit": False}
@@ -321,13 +321,13 @@ def _component_loop(which: int, t: NDArray, y: NDArray, p: NDArray, u: NDArray, 
     """Call one engine component on every sample, ``repeats`` times (0 RHS, 1 event functions, 2 toxicity
     monitor, 3 error norm)."""
     dy = np.empty(N_STATES)
-    death = np.empty(N_CLASSES)
+    work = np.empty(RHS_WORK)
     g = np.empty(N_EVENTS)
     total = 0.0
     for k in range(t.size):  # one sample at a time, so its data are in cache as in the engine
         for _ in range(repeats):
             if which == 0:
-                total += derivatives(t[k], y[k], p[k], u[k], c[k], dy, death)
+                total += derivatives(t[k], y[k], p[k], u[k], c[k], dy, work)
             elif which == 1:
                 _event_values(y[k], p[k], c[k], g)
                 total += g[0]
@@ -356,13 +356,13 @@ def component_costs_us(samples: tuple[NDArray, ...], rules: NDArray, repeats: in
 
 def jacobian(t: float, y: NDArray, p: NDArray, u: NDArray, c: NDArray) -> NDArray:
     """Forward-difference Jacobian of the RHS (1/day) at one state."""
-    dy0, dy, death = np.empty(N_STATES), np.empty(N_STATES), np.empty(N_CLASSES)
-    derivatives(t, y, p, u, c, dy0, death)
+    dy0, dy, work = np.empty(N_STATES), np.empty(N_STATES), np.empty(RHS_WORK)
+    derivatives(t, y, p, u, c, dy0, work)
     jac = np.empty((N_STATES, N_STATES))
     for j in range(N_STATES):
         shifted = y.copy()
         shifted[j] += 1e-7 * max(1.0, abs(y[j]))
-        derivatives(t, shifted, p, u, c, dy, death)
+        derivatives(t, shifted, p, u, c, dy, work)
         jac[:, j] = (dy - dy0) / (shifted[j] - y[j])
     return jac
 

@@ -16,11 +16,11 @@ import leukosim
 from leukosim.endpoints.statistics import RESPONDER, car_kinetics, survival_table
 from leukosim.engine.initial import initial_state
 from leukosim.model.layout import (
-    C_CAR_PRESENT, D, N_CLASSES, N_DRIVE, N_STATES, S_B_PRECURSOR, S_CAR_EFFECTOR, S_CAR_EXHAUSTED, S_CAR_MEMORY,
+    C_CAR_PRESENT, D, N_DRIVE, N_STATES, S_B_PRECURSOR, S_CAR_EFFECTOR, S_CAR_EXHAUSTED, S_CAR_MEMORY,
     S_LEUKEMIA,
 )
 from leukosim.model.registry import INDEX, ParameterSet, default_parameters
-from leukosim.model.rhs import derivatives
+from leukosim.model.rhs import RHS_WORK, derivatives
 from leukosim.model.toxicity import inflammatory_signal
 from leukosim.population.covariates import draw_covariates
 from leukosim.population.individual import individual_parameters
@@ -173,8 +173,8 @@ def test_t_cell_kill_sensitivity_scales_the_kill_of_leukemic_cells_not_of_normal
     for sensitivity in (1.0, 0.25):
         q = p.copy()
         q[D["t_cell_kill_sensitivity"]] = sensitivity
-        dy, death = np.empty(N_STATES), np.empty(N_CLASSES)
-        derivatives(0.0, y, q, np.zeros(N_DRIVE), c, dy, death)
+        dy, work = np.empty(N_STATES), np.empty(RHS_WORK)
+        derivatives(0.0, y, q, np.zeros(N_DRIVE), c, dy, work)
         rates.append(dy.copy())
     car_kill = p[INDEX["car_kill_max"]] * effectors / (p[INDEX["car_kill_half_saturation"]] + effectors)
     assert rates[1][S_LEUKEMIA] - rates[0][S_LEUKEMIA] == pytest.approx(0.75 * car_kill, rel=1e-9)

@@ -20,6 +20,8 @@ import math
 
 import numba
 
+from ..kernel import kernel
+
 __all__ = ["extinction_threshold", "extinction_thresholds", "extinction_probability", "surviving_clone_size",
            "RESAMPLE_PROBABILITY"]
 
@@ -27,7 +29,7 @@ __all__ = ["extinction_threshold", "extinction_thresholds", "extinction_probabil
 RESAMPLE_PROBABILITY = 0.5
 
 
-@numba.njit(cache=True, error_model="numpy")
+@kernel
 def extinction_threshold(clone_size: float, u: float) -> float:
     """ln K* at which a clone of ``clone_size`` cells is extinct, for the clone's uniform draw ``u``."""
     return -math.log(clone_size * -math.expm1(math.log(u) / clone_size))
@@ -39,7 +41,7 @@ def extinction_thresholds(clone_size: float, u: float) -> float:
     return extinction_threshold(clone_size, u)
 
 
-@numba.njit(cache=True, error_model="numpy")
+@kernel
 def extinction_probability(clone_size: float, ln_k: float) -> float:
     """P(extinct by t) = (1 - 1/(n0 K))^n0 for a clone of ``clone_size`` initial cells."""
     x = 1.0 / (clone_size * math.exp(ln_k))
@@ -48,7 +50,7 @@ def extinction_probability(clone_size: float, ln_k: float) -> float:
     return math.exp(clone_size * math.log1p(-x))
 
 
-@numba.njit(cache=True, error_model="numpy")
+@kernel
 def surviving_clone_size(mean: float, p_extinct: float, u: float) -> float:
     """Size of a clone given survival: geometric on {1, 2, ...} with mean ``mean / (1 - p_extinct)``."""
     conditional_mean = mean / (1.0 - p_extinct)

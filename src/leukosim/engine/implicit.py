@@ -14,9 +14,9 @@ from __future__ import annotations
 import math
 from fractions import Fraction
 
-import numba
 import numpy as np
 
+from ..kernel import kernel
 from ..model.layout import N_STATES
 from ..model.rhs import derivatives
 
@@ -84,9 +84,9 @@ _ERROR_WEIGHTS = ARK_WEIGHTS - ARK_EMBEDDED_WEIGHTS
 FD_RELATIVE_STEP = 1.5e-8  # ~sqrt(machine epsilon)
 
 
-@numba.njit(cache=True, error_model="numpy")
+@kernel
 def jacobian(t: float, y: np.ndarray, p: np.ndarray, u: np.ndarray, c: np.ndarray, f0: np.ndarray,
-             jac: np.ndarray, shifted: np.ndarray, dy: np.ndarray, death: np.ndarray) -> bool:
+             jac: np.ndarray, shifted: np.ndarray, dy: np.ndarray, work: np.ndarray) -> bool:
     """Forward-difference Jacobian of the RHS (1/day) at (t, y), where the RHS is f0. Returns False if an
     entry is not finite."""
     for j in range(N_STATES):
@@ -95,7 +95,7 @@ def jacobian(t: float, y: np.ndarray, p: np.ndarray, u: np.ndarray, c: np.ndarra
         step = FD_RELATIVE_STEP * max(1.0, abs(y[j]))
         shifted[j] = y[j] + step
         step = shifted[j] - y[j]  # the step as represented
-        derivatives(t, shifted, p, u, c, dy, death)
+        derivatives(t, shifted, p, u, c, dy, work)
         shifted[j] = y[j]
         for i in range(N_STATES):
             jac[i, j] = (dy[i] - f0[i]) / step
@@ -104,35 +104,41 @@ def jacobian(t: float, y: np.ndarray, p: np.ndarray, u: np.ndarray, c: np.ndarra
     return True
 
 
-@numba.njit(cache=True, error_model="numpy")
+@kernel
+def _nonzero(jac: np.ndarray, i: int, j: int) -> bool:
+    """Whether entry (i, j) of the sparsity pattern is nonzero (the diagonal always is)."""
+    return jac[i, j] != 0.0 or i == j
+
+
+@kernel
 def column_groups(jac: np.ndarray, group: np.ndarray) -> int:
     """Partition the columns of ``jac`` into groups whose nonzero rows (the diagonal counted) do not overlap, so
     that one RHS evaluation with all of a group's states shifted gives each of its columns (Curtis, Powell and
     Reid, IMA J. Appl. Math. 13 (1974) 117). Greedy in column order; ``group[j]`` receives column j's group.
     Returns the number of groups."""
     n_groups = 0
-    taken = np.zeros((N_STATES, N_STATES), dtype=np.bool_)  # taken[g, i]: a column of group g is nonzero in row i
     for j in range(N_STATES):
         for g in range(n_groups + 1):
             free = True
-            for i in range(N_STATES):
-                if (jac[i, j] != 0.0 or i == j) and taken[g, i]:
-                    free = False
+            for k in range(j):
+                if group[k] == g:
+                    for i in range(N_STATES):
+                        if _nonzero(jac, i, j) and _nonzero(jac, i, k):
+                            free = False
+                            break
+                if not free:
                     break
             if free:
                 break
         group[j] = g
         n_groups = max(n_groups, g + 1)
-        for i in range(N_STATES):
-            if jac[i, j] != 0.0 or i == j:
-                taken[g, i] = True
     return n_groups
 
 
-@numba.njit(cache=True, error_model="numpy")
+@kernel
 def compressed_jacobian(t: float, y: np.ndarray, p: np.ndarray, u: np.ndarray, c: np.ndarray, f0: np.ndarray,
                         pattern: np.ndarray, group: np.ndarray, n_groups: int, jac: np.ndarray,
-                        shifted: np.ndarray, dy: np.ndarray, death: np.ndarray) -> bool:
+                        shifted: np.ndarray, dy: np.ndarray, work: np.ndarray) -> bool:
     """Forward-difference Jacobian at (t, y) with one RHS evaluation per column group of ``column_groups``,
     entries outside the nonzero ``pattern`` (a Jacobian the groups were made from) set to zero. An entry that
     became nonzero outside the pattern only makes the approximation worse: the ARK step stays of order 5 for any
@@ -142,7 +148,7 @@ def compressed_jacobian(t: float, y: np.ndarray, p: np.ndarray, u: np.ndarray, c
             shifted[j] = y[j]
             if group[j] == g:
                 shifted[j] = y[j] + FD_RELATIVE_STEP * max(1.0, abs(y[j]))
-        derivatives(t, shifted, p, u, c, dy, death)
+        derivatives(t, shifted, p, u, c, dy, work)
         for j in range(N_STATES):
             if group[j] != g:
                 continue
@@ -160,7 +166,7 @@ def compressed_jacobian(t: float, y: np.ndarray, p: np.ndarray, u: np.ndarray, c
 POWER_ITERATIONS = 24
 
 
-@numba.njit(cache=True, error_model="numpy")
+@kernel
 def spectral_radius(jac: np.ndarray, x: np.ndarray, work: np.ndarray) -> float:
     """Estimate of the largest eigenvalue modulus of ``jac`` (1/day) by power iteration from a fixed start
     (deterministic); over the last half of the iterations the geometric mean growth per iteration, which also
@@ -185,7 +191,7 @@ def spectral_radius(jac: np.ndarray, x: np.ndarray, work: np.ndarray) -> float:
     return math.exp(log_growth / (POWER_ITERATIONS - POWER_ITERATIONS // 2))
 
 
-@numba.njit(cache=True, error_model="numpy")
+@kernel
 def factor(jac: np.ndarray, h_gamma: float, lu: np.ndarray, pivots: np.ndarray, lower: np.ndarray,
            n_lower: np.ndarray, upper: np.ndarray, n_upper: np.ndarray) -> bool:
     """LU factorisation with partial pivoting of I - h_gamma * jac into ``lu`` (unit lower triangle below the
@@ -231,7 +237,7 @@ def factor(jac: np.ndarray, h_gamma: float, lu: np.ndarray, pivots: np.ndarray, 
     return True
 
 
-@numba.njit(cache=True, error_model="numpy")
+@kernel
 def solve(lu: np.ndarray, pivots: np.ndarray, lower: np.ndarray, n_lower: np.ndarray, upper: np.ndarray,
           n_upper: np.ndarray, x: np.ndarray) -> None:
     """Overwrite x with the solution of (I - h_gamma J) z = x, from ``factor``'s output."""
@@ -251,11 +257,11 @@ def solve(lu: np.ndarray, pivots: np.ndarray, lower: np.ndarray, n_lower: np.nda
         x[i] = total / lu[i, i]
 
 
-@numba.njit(cache=True, error_model="numpy")
+@kernel
 def ark_step(t: float, h: float, y: np.ndarray, p: np.ndarray, u: np.ndarray, c: np.ndarray, f0: np.ndarray,
              lu: np.ndarray, pivots: np.ndarray, lower: np.ndarray, n_lower: np.ndarray, upper: np.ndarray,
              n_upper: np.ndarray, stage_f: np.ndarray, stage_implicit: np.ndarray, z: np.ndarray,
-             stage_y: np.ndarray, y_new: np.ndarray, err: np.ndarray, death: np.ndarray) -> float:
+             stage_y: np.ndarray, y_new: np.ndarray, err: np.ndarray, work: np.ndarray) -> float:
     """One ARK5(4) step of size h (day) from (t, y), where the RHS is f0, with ``lu`` factorising
     I - h' gamma J for some h' (a factor for another step size is the split with the operator (h'/h) J).
     Fills ``y_new`` (order 5) and ``err`` (its difference from the order-4 solution); returns the largest
@@ -277,7 +283,7 @@ def ark_step(t: float, h: float, y: np.ndarray, p: np.ndarray, u: np.ndarray, c:
         for i in range(N_STATES):
             stage_implicit[s, i] = (stage_y[i] - z[i]) / h_gamma
             stage_y[i] += y[i]
-        peak = max(peak, derivatives(t + ARK_NODES[s] * h, stage_y, p, u, c, stage_f[s], death))
+        peak = max(peak, derivatives(t + ARK_NODES[s] * h, stage_y, p, u, c, stage_f[s], work))
     for i in range(N_STATES):
         total = 0.0
         error = 0.0

@@ -14,6 +14,7 @@ import math
 import numba
 import numpy as np
 
+from ..kernel import kernel
 from ..model.layout import (
     B_CAR_CELLS, B_HSCT, B_INO_MG, C_ALIVE, C_APLASIA_DAYS, C_BLIN_AMOUNT, C_BLIN_CSS_MAX,
     C_BLIN_INTERRUPTED_UNTIL, C_BLIN_RATE, C_BLIN_TIME, C_CAR_AUC28, C_CAR_CMAX, C_CAR_INFUSION,
@@ -34,7 +35,9 @@ from ..model.readouts import (
     N_READOUTS, READOUT_NAMES, b_cells_per_ul, car_copies_per_ug, marrow_leukemic_fraction, readouts,
 )
 from ..model.registry import INDEX
-from ..model.rhs import SOS_WINDOW_DAYS, blinatumomab_concentration, derivatives, inotuzumab_concentration
+from ..model.rhs import (
+    N_LN_STATES, RHS_WORK, SOS_WINDOW_DAYS, blinatumomab_concentration, derivatives, inotuzumab_concentration,
+)
 from ..model.toxicity import crs_signs, inflammatory_signal, neuro_signs
 from ..observe.assays import B_CELL_APLASIA_PER_UL
 from ..observe.grading import crs_grade_astct, icans_grade_astct
@@ -79,10 +82,9 @@ CALM_VOTES = 6
 #: and 7 sparse solves against 6 RHS evaluations); the implicit method is used only where the step cap lets it
 #: take steps at least this many times longer than DP5's stable step STIFF_H_RHO / spectral radius.
 IMPLICIT_GAIN = 5.0
+N_VECTORS = 10  # state-sized scratch of a Dormand-Prince step: 7 stages, stage argument, new state, error
 FULL_JACOBIAN_EVERY = 10  # ARK steps between full Jacobians (column groups of the sparsity pattern in between)
 
-_LINEAR_STATES = (S_INO_CENTRAL, S_INO_CENTRAL + 1, S_INO_CENTRAL + 2, S_HAZARD_INFECTION, S_HAZARD_TRM,
-                  S_HAZARD_SOS)
 
 _SW = (0, INDEX["switch_cd19_loss"], INDEX["switch_cd22_low"], INDEX["switch_lineage"])
 _CAR_VIABLE = INDEX["car_viable_fraction"]
@@ -128,7 +130,7 @@ N_RECORD = N_READOUTS + 2
 RECORD_NAMES = (*READOUT_NAMES, "il6_pg_per_mL", "blinatumomab_ng_per_mL")
 
 
-@numba.njit(cache=True, error_model="numpy")
+@kernel
 def _record(t: float, y: np.ndarray, p: np.ndarray, c: np.ndarray, il6: float, record_t: np.ndarray,
             record_out: np.ndarray) -> None:
     """Fill every trajectory record due at or before t."""
@@ -141,7 +143,7 @@ def _record(t: float, y: np.ndarray, p: np.ndarray, c: np.ndarray, il6: float, r
     c[C_RECORD_POSITION] = position
 
 
-@numba.njit(cache=True, error_model="numpy")
+@kernel
 def _reanchor_blinatumomab(t: float, p: np.ndarray, c: np.ndarray, new_rate: float) -> None:
     amount = blinatumomab_concentration(t, p, c) * p[_BLIN_V]
     c[C_BLIN_AMOUNT] = amount
@@ -149,7 +151,7 @@ def _reanchor_blinatumomab(t: float, p: np.ndarray, c: np.ndarray, new_rate: flo
     c[C_BLIN_RATE] = new_rate
 
 
-@numba.njit(cache=True, error_model="numpy")
+@kernel
 def _log_add(a: float, b: float) -> float:
     """ln(e^a + e^b)."""
     if a < b:
@@ -157,7 +159,7 @@ def _log_add(a: float, b: float) -> float:
     return a + math.log1p(math.exp(b - a))
 
 
-@numba.njit(cache=True, error_model="numpy")
+@kernel
 def _inflow_small(k: int, y: np.ndarray, p: np.ndarray, c: np.ndarray) -> bool:
     """Whether phenotype switching feeds class k with less than one cell per day (extinction possible)."""
     if k == 0 or c[C_ALIVE] < 0.5:
@@ -165,7 +167,7 @@ def _inflow_small(k: int, y: np.ndarray, p: np.ndarray, c: np.ndarray) -> bool:
     return p[_SW[k]] * math.exp(y[S_LEUKEMIA]) < 1.0
 
 
-@numba.njit(cache=True, error_model="numpy")
+@kernel
 def _apply_bolus(t: float, y: np.ndarray, p: np.ndarray, c: np.ndarray, bolus: np.ndarray) -> None:
     if bolus[B_INO_MG] > 0.0:
         y[S_INO_CENTRAL] += bolus[B_INO_MG]
@@ -207,7 +209,7 @@ def _apply_bolus(t: float, y: np.ndarray, p: np.ndarray, c: np.ndarray, bolus: n
         c[C_HSCT_TIME] = t
 
 
-@numba.njit(cache=True, error_model="numpy")
+@kernel
 def _event_values(y: np.ndarray, p: np.ndarray, c: np.ndarray, g: np.ndarray) -> None:
     """Event functions; an event fires when its value crosses zero upwards. Disabled events are -inf."""
     for k in range(N_CLASSES):
@@ -225,13 +227,13 @@ def _event_values(y: np.ndarray, p: np.ndarray, c: np.ndarray, g: np.ndarray) ->
 N_EVENTS = 8
 
 
-@numba.njit(cache=True, error_model="numpy", inline="always")
+@kernel(inline="always")
 def _past_threshold(k: int, y: np.ndarray, c: np.ndarray) -> bool:
     """Whether clone k's extinction-layer state has reached its extinction threshold."""
     return y[S_EXTINCTION + k] >= c[C_EXTINCTION_THRESHOLD + k]
 
 
-@numba.njit(cache=True, error_model="numpy")
+@kernel
 def _extinguish_crossed(y: np.ndarray, p: np.ndarray, c: np.ndarray) -> None:
     """Apply extinctions whose threshold a jump (transplant conditioning) carried a clone past."""
     for k in range(N_CLASSES):
@@ -239,13 +241,13 @@ def _extinguish_crossed(y: np.ndarray, p: np.ndarray, c: np.ndarray) -> None:
             c[C_ALIVE + k] = 0.0
 
 
-@numba.njit(cache=True, error_model="numpy")
+@kernel
 def _terminate(c: np.ndarray, event: int, t: float) -> None:
     c[C_EVENT] = event
     c[C_EVENT_TIME] = t
 
 
-@numba.njit(cache=True, error_model="numpy")
+@kernel
 def _apply_event(which: int, t: float, y: np.ndarray, c: np.ndarray, p: np.ndarray) -> bool:
     """Apply a located event; return True if it ends the patient's protocol course."""
     if which < N_CLASSES:
@@ -272,7 +274,7 @@ def _apply_event(which: int, t: float, y: np.ndarray, c: np.ndarray, p: np.ndarr
     return False
 
 
-@numba.njit(cache=True, error_model="numpy")
+@kernel
 def _fraction_below(start: float, end: float, threshold: float) -> float:
     """Fraction of a step during which a positive quantity going from ``start`` to ``end`` (log-linearly) is at
     or below ``threshold``."""
@@ -286,7 +288,7 @@ def _fraction_below(start: float, end: float, threshold: float) -> float:
     return 1.0 - crossing if end <= threshold else crossing
 
 
-@numba.njit(cache=True, error_model="numpy")
+@kernel
 def _monitor(t: float, h: float, y: np.ndarray, p: np.ndarray, u: np.ndarray, c: np.ndarray, il6: float,
              rules: np.ndarray, seed: int, patient_id: int, extinction_stream: int, dy: np.ndarray,
              b_cells_start: float) -> bool:
@@ -399,14 +401,14 @@ def _monitor(t: float, h: float, y: np.ndarray, p: np.ndarray, u: np.ndarray, c:
     return changed
 
 
-@numba.njit(cache=True, error_model="numpy")
+@kernel
 def _error_norm(y: np.ndarray, y_new: np.ndarray, err: np.ndarray) -> float:
+    """Largest error estimate relative to its tolerance: absolute on ln counts (states below N_LN_STATES),
+    mixed on the linear states (drug amounts, liver injury, cumulative hazards); inf if anything is not
+    finite."""
     worst = 0.0
     for j in range(N_STATES):
-        scale = ATOL_LOG
-        for s in _LINEAR_STATES:
-            if j == s:
-                scale = ATOL_LINEAR + RTOL * max(abs(y[j]), abs(y_new[j]))
+        scale = ATOL_LOG if j < N_LN_STATES else ATOL_LINEAR + RTOL * max(abs(y[j]), abs(y_new[j]))
         ratio = abs(err[j]) / scale
         if not math.isfinite(ratio) or not math.isfinite(y_new[j]):
             return np.inf
@@ -415,7 +417,7 @@ def _error_norm(y: np.ndarray, y_new: np.ndarray, err: np.ndarray) -> float:
     return worst
 
 
-@numba.njit(cache=True, error_model="numpy")
+@kernel
 def _spectral_radius_estimate(k6: np.ndarray, k7: np.ndarray, stage6: np.ndarray, y_new: np.ndarray) -> float:
     """Hairer's estimate of the spectral radius (1/day) from an accepted DP5 step (Solving ODEs II, section
     IV.2): the last two stages are evaluated at the same time, so their difference quotient."""
@@ -427,7 +429,7 @@ def _spectral_radius_estimate(k6: np.ndarray, k7: np.ndarray, stage6: np.ndarray
     return math.sqrt(numerator / denominator) if denominator > 0.0 else 0.0
 
 
-@numba.njit(cache=True, error_model="numpy")
+@kernel
 def _max_step(t: float, c: np.ndarray) -> float:
     """Largest step (day): fine while CAR-T expand or blinatumomab runs, so toxicity peaks and kinetics
     are resolved; coarse otherwise (accuracy is always set by the error control)."""
@@ -438,29 +440,20 @@ def _max_step(t: float, c: np.ndarray) -> float:
     return 30.0
 
 
-@numba.njit(cache=True, error_model="numpy")
+@kernel
 def integrate_interval(t: float, t_stop: float, y: np.ndarray, p: np.ndarray, u: np.ndarray, c: np.ndarray,
                        rules: np.ndarray, seed: int, patient_id: int, extinction_stream: int,
                        record_t: np.ndarray, record_out: np.ndarray, stiff: bool, jac: np.ndarray,
                        pattern: np.ndarray, group: np.ndarray, lu: np.ndarray, pivots: np.ndarray,
                        lower: np.ndarray, n_lower: np.ndarray, upper: np.ndarray, n_upper: np.ndarray,
-                       stage_f: np.ndarray, stage_implicit: np.ndarray) -> tuple[float, bool]:
+                       stage_f: np.ndarray, stage_implicit: np.ndarray, vectors: np.ndarray, g0: np.ndarray,
+                       g1: np.ndarray, work: np.ndarray) -> tuple[float, bool]:
     """Integrate one patient from t to t_stop under the constant drive u, starting with the linearly implicit
     method if ``stiff``. Returns the time reached (< t_stop if a terminal event or a failure stopped the
-    patient; see C_EVENT and C_STATUS) and whether the implicit method is in use at the end."""
-    k1 = np.empty(N_STATES)
-    k2 = np.empty(N_STATES)
-    k3 = np.empty(N_STATES)
-    k4 = np.empty(N_STATES)
-    k5 = np.empty(N_STATES)
-    k6 = np.empty(N_STATES)
-    k7 = np.empty(N_STATES)
-    tmp = np.empty(N_STATES)
-    y_new = np.empty(N_STATES)
-    err = np.empty(N_STATES)
-    g0 = np.empty(N_EVENTS)
-    g1 = np.empty(N_EVENTS)
-    death = np.empty(N_CLASSES)
+    patient; see C_EVENT and C_STATUS) and whether the implicit method is in use at the end. Scratch:
+    ``vectors`` (N_VECTORS x N_STATES), event values ``g0`` and ``g1`` (N_EVENTS), RHS ``work`` (RHS_WORK)."""
+    k1, k2, k3, k4, k5, k6, k7 = vectors[0], vectors[1], vectors[2], vectors[3], vectors[4], vectors[5], vectors[6]
+    tmp, y_new, err = vectors[7], vectors[8], vectors[9]
     # linearly implicit ARK5(4) for stability-limited stretches: allocated when first needed
     stiff_votes = 0
     calm_votes = 0
@@ -469,7 +462,7 @@ def integrate_interval(t: float, t_stop: float, y: np.ndarray, p: np.ndarray, u:
     n_groups = 0
     factored_h = 0.0  # step size of the LU factorisation; 0: factorise before the next step
 
-    il6 = derivatives(t, y, p, u, c, k1, death)
+    il6 = derivatives(t, y, p, u, c, k1, work)
     _event_values(y, p, c, g0)
     _record(t, y, p, c, il6, record_t, record_out)
     h = min(c[C_STEP_SIZE] if c[C_STEP_SIZE] > 0.0 else INITIAL_STEP, t_stop - t)
@@ -494,7 +487,7 @@ def integrate_interval(t: float, t_stop: float, y: np.ndarray, p: np.ndarray, u:
             h = boundary - t
         if stiff and not jacobian_current:
             if compressed_jacobians >= FULL_JACOBIAN_EVERY:
-                stiff = jacobian(t, y, p, u, c, k1, jac, tmp, k2, death)
+                stiff = jacobian(t, y, p, u, c, k1, jac, tmp, k2, work)
                 for i in range(N_STATES):
                     for j in range(N_STATES):
                         pattern[i, j] = jac[i, j]
@@ -503,7 +496,7 @@ def integrate_interval(t: float, t_stop: float, y: np.ndarray, p: np.ndarray, u:
                 if stiff and _max_step(t, c) * spectral_radius(jac, tmp, k2) < IMPLICIT_GAIN * STIFF_H_RHO:
                     stiff = False  # the cap keeps the steps short enough for DP5 to be the cheaper method
             else:
-                stiff = compressed_jacobian(t, y, p, u, c, k1, pattern, group, n_groups, jac, tmp, k2, death)
+                stiff = compressed_jacobian(t, y, p, u, c, k1, pattern, group, n_groups, jac, tmp, k2, work)
                 compressed_jacobians += 1
             jacobian_current = True
             factored_h = 0.0
@@ -516,27 +509,27 @@ def integrate_interval(t: float, t_stop: float, y: np.ndarray, p: np.ndarray, u:
                 stiff_votes = 0
         if stiff:
             peak = max(il6, ark_step(t, h, y, p, u, c, k1, lu, pivots, lower, n_lower, upper, n_upper, stage_f,
-                                     stage_implicit, k2, tmp, y_new, err, death))
-            il6_new = derivatives(t + h, y_new, p, u, c, k7, death)
+                                     stage_implicit, k2, tmp, y_new, err, work))
+            il6_new = derivatives(t + h, y_new, p, u, c, k7, work)
         else:
             for j in range(N_STATES):
                 tmp[j] = y[j] + h * _A21 * k1[j]
-            peak = max(il6, derivatives(t + _C2 * h, tmp, p, u, c, k2, death))
+            peak = max(il6, derivatives(t + _C2 * h, tmp, p, u, c, k2, work))
             for j in range(N_STATES):
                 tmp[j] = y[j] + h * (_A31 * k1[j] + _A32 * k2[j])
-            peak = max(peak, derivatives(t + _C3 * h, tmp, p, u, c, k3, death))
+            peak = max(peak, derivatives(t + _C3 * h, tmp, p, u, c, k3, work))
             for j in range(N_STATES):
                 tmp[j] = y[j] + h * (_A41 * k1[j] + _A42 * k2[j] + _A43 * k3[j])
-            peak = max(peak, derivatives(t + _C4 * h, tmp, p, u, c, k4, death))
+            peak = max(peak, derivatives(t + _C4 * h, tmp, p, u, c, k4, work))
             for j in range(N_STATES):
                 tmp[j] = y[j] + h * (_A51 * k1[j] + _A52 * k2[j] + _A53 * k3[j] + _A54 * k4[j])
-            peak = max(peak, derivatives(t + _C5 * h, tmp, p, u, c, k5, death))
+            peak = max(peak, derivatives(t + _C5 * h, tmp, p, u, c, k5, work))
             for j in range(N_STATES):
                 tmp[j] = y[j] + h * (_A61 * k1[j] + _A62 * k2[j] + _A63 * k3[j] + _A64 * k4[j] + _A65 * k5[j])
-            peak = max(peak, derivatives(t + h, tmp, p, u, c, k6, death))
+            peak = max(peak, derivatives(t + h, tmp, p, u, c, k6, work))
             for j in range(N_STATES):
                 y_new[j] = y[j] + h * (_B1 * k1[j] + _B3 * k3[j] + _B4 * k4[j] + _B5 * k5[j] + _B6 * k6[j])
-            il6_new = derivatives(t + h, y_new, p, u, c, k7, death)
+            il6_new = derivatives(t + h, y_new, p, u, c, k7, work)
             for j in range(N_STATES):
                 err[j] = h * (_E1 * k1[j] + _E3 * k3[j] + _E4 * k4[j] + _E5 * k5[j] + _E6 * k6[j] + _E7 * k7[j])
         norm = _error_norm(y, y_new, err)
@@ -605,7 +598,7 @@ def integrate_interval(t: float, t_stop: float, y: np.ndarray, p: np.ndarray, u:
             c[C_BLIN_INTERRUPTED_UNTIL] = -1.0
             changed = True
         if changed:  # state or context changed at t: derivatives, event functions and Jacobian start afresh
-            il6 = derivatives(t, y, p, u, c, k1, death)
+            il6 = derivatives(t, y, p, u, c, k1, work)
             _event_values(y, p, c, g0)
             compressed_jacobians = FULL_JACOBIAN_EVERY  # the sparsity may have changed too
         _record(t, y, p, c, il6, record_t, record_out)
@@ -636,6 +629,10 @@ def integrate_patient(y: np.ndarray, p: np.ndarray, c: np.ndarray, times: np.nda
     n_upper = np.empty(N_STATES, dtype=np.int64)
     stage_f = np.empty((ARK_STAGES, N_STATES))
     stage_implicit = np.empty((ARK_STAGES, N_STATES))
+    vectors = np.empty((N_VECTORS, N_STATES))
+    g0 = np.empty(N_EVENTS)
+    g1 = np.empty(N_EVENTS)
+    work = np.empty(RHS_WORK)
     for j in range(n_breakpoints):
         t = times[j]
         t_next = times[j + 1] if j + 1 < n_breakpoints else t_end
@@ -648,7 +645,7 @@ def integrate_patient(y: np.ndarray, p: np.ndarray, c: np.ndarray, times: np.nda
         reached, stiff = integrate_interval(t, t_next, y, p, drive[j], c, rules, seed, patient_id,
                                             extinction_stream, record_t, record_out, stiff, jac, pattern,
                                             group, lu, pivots, lower, n_lower, upper, n_upper, stage_f,
-                                            stage_implicit)
+                                            stage_implicit, vectors, g0, g1, work)
         if c[C_EVENT] != EVENT_NONE or c[C_STATUS] != STATUS_OK or reached < t_next:
             return
 

@@ -17,7 +17,7 @@ from ..model.layout import (
     C_SOS_THRESHOLD, C_TRM_THRESHOLD, N_CLASSES, N_STATES, U_BLIN_RATE,
 )
 from ..model.registry import INDEX, ParameterSet, default_parameters
-from ..model.rhs import derivatives
+from ..model.rhs import RHS_WORK, derivatives
 from ..population.covariates import Covariates, draw_covariates
 from ..population.individual import individual_parameters
 from ..protocol.schedule import compile_phase
@@ -147,7 +147,7 @@ def solve_patient(y0: NDArray, p: NDArray, c0: NDArray, times: NDArray, drive: N
     y = np.array(y0, dtype=np.float64)
     c = np.array(c0, dtype=np.float64)
     dy = np.empty(N_STATES)
-    death = np.empty(N_CLASSES)
+    work = np.empty(RHS_WORK)
     record_times = np.empty(0) if record_times is None else np.asarray(record_times, dtype=np.float64)
     evaluations = jacobians = 0
     for j in range(times.size):
@@ -161,7 +161,7 @@ def solve_patient(y0: NDArray, p: NDArray, c0: NDArray, times: NDArray, drive: N
         u = np.ascontiguousarray(drive[j])
 
         def rhs(time: float, state: NDArray) -> NDArray:
-            derivatives(time, state, p, u, c, dy, death)
+            derivatives(time, state, p, u, c, dy, work)
             return dy.copy()
 
         due = np.flatnonzero((record_times >= t) & ((record_times <= t_next) if last else (record_times < t_next)))

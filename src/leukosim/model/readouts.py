@@ -8,6 +8,7 @@ import math
 import numba
 import numpy as np
 
+from ..kernel import kernel
 from .layout import (
     C_ALIVE, C_CAR_PRESENT, D, N_CLASSES, S_B_MATURE, S_B_PRECURSOR, S_CAR_EFFECTOR, S_CAR_EXHAUSTED,
     S_CAR_MEMORY, S_LEUKEMIA, S_MARROW, S_T_ACTIVE, S_T_RESTING,
@@ -42,7 +43,7 @@ READOUT_NAMES = ("marrow_leukemic_fraction", "fraction_cd19pos_cd22pos", "fracti
                  "leukemia_cells", "t_cells", "car_t_cells", "inotuzumab_ng_per_mL")
 
 
-@numba.njit(cache=True, error_model="numpy")
+@kernel
 def leukemia_cells(y: np.ndarray, c: np.ndarray) -> float:
     total = 0.0
     for k in range(N_CLASSES):
@@ -51,25 +52,25 @@ def leukemia_cells(y: np.ndarray, c: np.ndarray) -> float:
     return total
 
 
-@numba.njit(cache=True, error_model="numpy")
+@kernel
 def marrow_leukemic_fraction(y: np.ndarray, c: np.ndarray) -> float:
     """Leukemic cells among nucleated marrow cells (MRD fraction; x100 = blast percent)."""
     leukemia = leukemia_cells(y, c)
     return leukemia / (leukemia + math.exp(y[S_MARROW]) + math.exp(y[S_B_PRECURSOR]))
 
 
-@numba.njit(cache=True, error_model="numpy")
+@kernel
 def blood_volume_ul(p: np.ndarray) -> float:
     return p[_BLOOD_VOLUME] * p[_WEIGHT] * 1000.0
 
 
-@numba.njit(cache=True, error_model="numpy")
+@kernel
 def b_cells_per_ul(y: np.ndarray, p: np.ndarray) -> float:
     """Peripheral CD19+ B cells per uL."""
     return math.exp(y[S_B_MATURE]) * p[_B_BLOOD] / blood_volume_ul(p)
 
 
-@numba.njit(cache=True, error_model="numpy")
+@kernel
 def car_copies_per_ug(y: np.ndarray, p: np.ndarray, c: np.ndarray) -> float:
     """CAR transgene copies per ug genomic DNA of peripheral blood (qPCR read-out; copies/ug rises when
     lymphodepletion lowers the leukocyte count, Sci Rep 2020 s41598-020-74927-8)."""
@@ -84,13 +85,13 @@ def car_copies_per_ug(y: np.ndarray, p: np.ndarray, c: np.ndarray) -> float:
     return car_per_ul * p[_VCN] / (leukocytes * DNA_UG_PER_DIPLOID_CELL)
 
 
-@numba.njit(cache=True, error_model="numpy")
+@kernel
 def count_recovery(y: np.ndarray, p: np.ndarray) -> float:
     """Normal haematopoiesis relative to its capacity (1 = normal counts)."""
     return math.exp(y[S_MARROW]) / p[_MARROW_NORMAL]
 
 
-@numba.njit(cache=True, error_model="numpy")
+@kernel
 def readouts(y: np.ndarray, p: np.ndarray, c: np.ndarray, out: np.ndarray) -> None:
     total = leukemia_cells(y, c)
     out[R_MARROW_FRACTION] = marrow_leukemic_fraction(y, c)

@@ -2,18 +2,23 @@
 
 ``derivatives`` is the one place where the mechanisms meet; each term cites the mechanism module
 that owns its parameters. Time is in days, cells are whole-body counts (ln scale), drug amounts in
-ug (blinatumomab, analytic) or mg (inotuzumab)."""
+ug (blinatumomab, analytic) or mg (inotuzumab).
+
+Speed: the sixteen ln-scale states are exponentiated together in SIMD lanes (``lanes.exp_lanes``), and the
+ratios of two pools are divisions of those counts (from the difference of ln counts only where a count has
+underflowed)."""
 
 from __future__ import annotations
 
 import math
 
-import numba
 import numpy as np
 
+from ..kernel import kernel
 from .blinatumomab import blinatumomab_amount
 from .disease import CD19_POSITIVE, CD22_POSITIVE, leukemia_birth_rate
 from .inotuzumab import emax
+from .lanes import LANE_SCRATCH, exp_lanes
 from .layout import (
     C_ALIVE, C_BLIN_AMOUNT, C_BLIN_RATE, C_BLIN_TIME, C_CAR_PRESENT, C_HSCT_TIME, C_INO_FIRST,
     D, N_CLASSES, S_B_MATURE, S_B_PRECURSOR, S_CAR_EFFECTOR,
@@ -99,49 +104,60 @@ _T_KILL_SENS = D["t_cell_kill_sensitivity"]
 _PRIOR_HSCT = D["prior_hsct"]
 
 SOS_WINDOW_DAYS = 21.0  # modified Seattle / Baltimore windows after HSCT (calibration_targets C5)
+N_LN_STATES = S_INO_CENTRAL  # states 0 .. 15 are ln cell counts (leukemic classes, Kendall terms, lymphocytes)
+#: length of the ``work`` scratch array of ``derivatives`` (float64)
+RHS_WORK = LANE_SCRATCH * N_LN_STATES
+_SMALLEST_NORMAL = 2.2250738585072014e-308
 
 
-@numba.njit(cache=True, error_model="numpy")
+@kernel
 def blinatumomab_concentration(t: float, p: np.ndarray, c: np.ndarray) -> float:
     """Blinatumomab plasma concentration (ng/mL = ug/L) at time t, from the last rate change."""
+    if c[C_BLIN_AMOUNT] <= 0.0 and c[C_BLIN_RATE] <= 0.0:
+        return 0.0  # none given (or all eliminated at the last rate change)
     amount = blinatumomab_amount(c[C_BLIN_AMOUNT], c[C_BLIN_RATE], p[_BLIN_K], t - c[C_BLIN_TIME])
     return amount / p[_BLIN_V]
 
 
-@numba.njit(cache=True, error_model="numpy")
+@kernel
 def inotuzumab_concentration(y: np.ndarray, p: np.ndarray) -> float:
     """Inotuzumab plasma concentration (ng/mL)."""
     return 1000.0 * y[S_INO_CENTRAL] / p[_INO_VC]
 
 
-@numba.njit(cache=True, error_model="numpy", inline="always")
-def _cells(y: np.ndarray, c: np.ndarray, k: int) -> float:
-    """Cells of leukemic class k (0 once extinct)."""
-    return math.exp(y[S_LEUKEMIA + k]) if c[C_ALIVE + k] > 0.5 else 0.0
+@kernel(inline="always")
+def _ratio(numerator: float, denominator: float, ln_ratio: float) -> float:
+    """numerator / denominator of two positive counts; from their ln ratio where the denominator is 0 or
+    subnormal (never 0/0, never a ratio of rounded-off subnormals)."""
+    return numerator / denominator if denominator >= _SMALLEST_NORMAL else math.exp(ln_ratio)
 
 
-@numba.njit(cache=True, error_model="numpy")
+@kernel
 def derivatives(t: float, y: np.ndarray, p: np.ndarray, u: np.ndarray, c: np.ndarray,
-                dy: np.ndarray, death: np.ndarray) -> float:
-    """Fill ``dy`` (d state / d day) and ``death`` (per-capita death rate of each leukemic class, 1/day,
-    used by the extinction layer); return serum IL-6 (pg/mL, quasi-steady state)."""
+                dy: np.ndarray, work: np.ndarray) -> float:
+    """Fill ``dy`` (d state / d day); return serum IL-6 (pg/mL, quasi-steady state). ``work`` is scratch of
+    RHS_WORK float64."""
     weight = p[_WEIGHT]
     capacity = p[_CAPACITY]
 
-    leukemia = (_cells(y, c, 0), _cells(y, c, 1), _cells(y, c, 2), _cells(y, c, 3))
+    exp_lanes(y, work, N_LN_STATES)  # work[j] = e^y[j]: cells (leukemic classes, lymphocytes) or Kendall K_k
+    leukemia = (work[S_LEUKEMIA] if c[C_ALIVE] > 0.5 else 0.0,
+                work[S_LEUKEMIA + 1] if c[C_ALIVE + 1] > 0.5 else 0.0,
+                work[S_LEUKEMIA + 2] if c[C_ALIVE + 2] > 0.5 else 0.0,
+                work[S_LEUKEMIA + 3] if c[C_ALIVE + 3] > 0.5 else 0.0)
     total_leukemia = leukemia[0] + leukemia[1] + leukemia[2] + leukemia[3]
     cd19_leukemia = 0.0
     for k in range(N_CLASSES):
         cd19_leukemia += CD19_POSITIVE[k] * leukemia[k]
-    b_pre = math.exp(y[S_B_PRECURSOR])
-    b_mat = math.exp(y[S_B_MATURE])
-    marrow = math.exp(y[S_MARROW])
-    t_rest = math.exp(y[S_T_RESTING])
-    t_act = math.exp(y[S_T_ACTIVE])
+    b_pre = work[S_B_PRECURSOR]
+    b_mat = work[S_B_MATURE]
+    marrow = work[S_MARROW]
+    t_rest = work[S_T_RESTING]
+    t_act = work[S_T_ACTIVE]
     car_present = c[C_CAR_PRESENT] > 0.5
-    car_e = math.exp(y[S_CAR_EFFECTOR]) if car_present else 0.0
-    car_m = math.exp(y[S_CAR_MEMORY]) if car_present else 0.0
-    car_x = math.exp(y[S_CAR_EXHAUSTED]) if car_present else 0.0
+    car_e = work[S_CAR_EFFECTOR] if car_present else 0.0
+    car_m = work[S_CAR_MEMORY] if car_present else 0.0
+    car_x = work[S_CAR_EXHAUSTED] if car_present else 0.0
     car_total = car_e + car_m + car_x
     lymphocytes = t_rest + t_act + car_total
 
@@ -188,15 +204,17 @@ def derivatives(t: float, y: np.ndarray, p: np.ndarray, u: np.ndarray, c: np.nda
     for k in range(N_CLASSES):
         immune = CD19_POSITIVE[k] * (car_kill + blin_marrow_kill) * p[_T_KILL_SENS]  # normal B cells: 1
         ino_k = ino_effect if CD22_POSITIVE[k] > 0.5 else (ino_effect_low if k == 2 else 0.0)
-        death[k] = p[_DEATH] + chemo + immune + ino_k + gvl
-        rate = birth - death[k]
+        death = p[_DEATH] + chemo + immune + ino_k + gvl
+        rate = birth - death
         if k == 0:
             rate -= switch_total
         elif c[C_ALIVE] > 0.5:
-            rate += switch[k] * math.exp(y[S_LEUKEMIA] - y[S_LEUKEMIA + k])
+            rate += switch[k] * _ratio(leukemia[0], leukemia[k], y[S_LEUKEMIA] - y[S_LEUKEMIA + k])
         if c[C_ALIVE + k] > 0.5:
             dy[S_LEUKEMIA + k] = rate
-            dy[S_EXTINCTION + k] = death[k] * math.exp(-y[S_LEUKEMIA + k] - y[S_EXTINCTION + k])
+            # Kendall layer: d ln K / dt = death / (cells x K)
+            dy[S_EXTINCTION + k] = death * _ratio(1.0, leukemia[k] * work[S_EXTINCTION + k],
+                                                  -y[S_LEUKEMIA + k] - y[S_EXTINCTION + k])
             kill_flux += immune * leukemia[k]
         else:
             dy[S_LEUKEMIA + k] = 0.0
@@ -208,19 +226,20 @@ def derivatives(t: float, y: np.ndarray, p: np.ndarray, u: np.ndarray, c: np.nda
     b_source = p[_B_SOURCE] * min(1.0, marrow / p[_MARROW_NORMAL]) * max(0.0, 1.0 - total_leukemia / capacity)
     b_immune_marrow = car_kill + blin_marrow_kill
     b_immune_blood = car_kill + blin_blood_kill
-    dy[S_B_PRECURSOR] = (b_source * math.exp(-y[S_B_PRECURSOR]) - p[_B_MAT] - p[_B_APOP] - u[U_B_KILL]
+    dy[S_B_PRECURSOR] = (b_source * _ratio(1.0, b_pre, -y[S_B_PRECURSOR]) - p[_B_MAT] - p[_B_APOP] - u[U_B_KILL]
                          - b_immune_marrow - ino_effect)
-    dy[S_B_MATURE] = (p[_B_MAT] * math.exp(y[S_B_PRECURSOR] - y[S_B_MATURE]) - p[_B_DEATH] - u[U_B_KILL]
-                      - b_immune_blood - ino_effect)
+    dy[S_B_MATURE] = (p[_B_MAT] * _ratio(b_pre, b_mat, y[S_B_PRECURSOR] - y[S_B_MATURE]) - p[_B_DEATH]
+                      - u[U_B_KILL] - b_immune_blood - ino_effect)
     kill_flux += b_immune_marrow * b_pre + b_immune_blood * b_mat
 
     # endogenous T cells (t_cells.py)
     homeostasis = p[_T_HOMEO] * (1.0 - lymphocytes / p[_T_NORMAL])
-    dy[S_T_RESTING] = homeostasis - activation + p[_DEACT] * math.exp(y[S_T_ACTIVE] - y[S_T_RESTING]) - u[U_T_KILL]
+    dy[S_T_RESTING] = (homeostasis - activation + p[_DEACT] * _ratio(t_act, t_rest, y[S_T_ACTIVE] - y[S_T_RESTING])
+                       - u[U_T_KILL])
     space = max(0.0, 1.0 - lymphocytes / p[_SPACE])
     proliferation = p[_TA_PROLIF] * fitness * space * (blin / (blin + p[_EC50_ACT]) if blin > 0.0 else 0.0)
-    dy[S_T_ACTIVE] = (activation * math.exp(y[S_T_RESTING] - y[S_T_ACTIVE]) - p[_DEACT] - p[_TA_APOP] + proliferation
-                      - u[U_T_KILL])
+    dy[S_T_ACTIVE] = (activation * _ratio(t_rest, t_act, y[S_T_RESTING] - y[S_T_ACTIVE]) - p[_DEACT] - p[_TA_APOP]
+                      + proliferation - u[U_T_KILL])
 
     # CAR-T (car_t.py): antigen = CD19+ leukemia and normal B cells; expansion scales with the fitness of the
     # patient's T cells the product is made from; host T cells reject CAR-T cells as they reconstitute
@@ -229,13 +248,14 @@ def derivatives(t: float, y: np.ndarray, p: np.ndarray, u: np.ndarray, c: np.nda
         signal = cd19_targets / (cd19_targets + p[_CAR_EC50])
         expansion = p[_CAR_RHO] * fitness * signal * space
         car_activation = expansion * car_e
-        # ratios of pools as differences of ln counts: finite (never 0/0) when a pool underflows
         ln_effector, ln_memory = y[S_CAR_EFFECTOR], y[S_CAR_MEMORY]
         loss = u[U_T_KILL] + p[_CAR_REJECT] * t_rest / p[_T_NORMAL]
-        dy[S_CAR_EFFECTOR] = (expansion - p[_CAR_ALPHA] * (1.0 - signal) - p[_CAR_EM]
-                              - p[_CAR_EX] * signal + p[_CAR_ME] * signal * math.exp(ln_memory - ln_effector) - loss)
-        dy[S_CAR_MEMORY] = p[_CAR_EM] * math.exp(ln_effector - ln_memory) - p[_CAR_BETA] - p[_CAR_ME] * signal - loss
-        dy[S_CAR_EXHAUSTED] = p[_CAR_EX] * signal * math.exp(ln_effector - y[S_CAR_EXHAUSTED]) - p[_CAR_XDEATH] - loss
+        dy[S_CAR_EFFECTOR] = (expansion - p[_CAR_ALPHA] * (1.0 - signal) - p[_CAR_EM] - p[_CAR_EX] * signal
+                              + p[_CAR_ME] * signal * _ratio(car_m, car_e, ln_memory - ln_effector) - loss)
+        dy[S_CAR_MEMORY] = (p[_CAR_EM] * _ratio(car_e, car_m, ln_effector - ln_memory) - p[_CAR_BETA]
+                            - p[_CAR_ME] * signal - loss)
+        dy[S_CAR_EXHAUSTED] = (p[_CAR_EX] * signal * _ratio(car_e, car_x, ln_effector - y[S_CAR_EXHAUSTED])
+                               - p[_CAR_XDEATH] - loss)
     else:
         dy[S_CAR_EFFECTOR] = 0.0
         dy[S_CAR_MEMORY] = 0.0

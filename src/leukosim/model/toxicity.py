@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import math
 
-import numba
-
+from ..kernel import kernel
 from .parameter import Parameter
 
 PARAMETERS = (
@@ -63,14 +62,14 @@ PARAMETERS = (
 _LEVEL_FACTOR = 4.0
 
 
-@numba.njit(cache=True, error_model="numpy")
+@kernel
 def inflammatory_signal(il6: float, baseline: float, susceptibility: float, treatment: float) -> float:
     """Effective IL-6 signal (pg/mL) for the symptom layer: the patient's susceptibility and anti-cytokine
     treatment (factors) scale the excess over normal serum IL-6, never the normal level itself."""
     return baseline + max(0.0, il6 - baseline) * susceptibility * treatment
 
 
-@numba.njit(cache=True, error_model="numpy")
+@kernel
 def _level(signal: float, threshold: float) -> int:
     level = 0
     bound = threshold
@@ -80,7 +79,7 @@ def _level(signal: float, threshold: float) -> int:
     return level
 
 
-@numba.njit(cache=True, error_model="numpy")
+@kernel
 def crs_signs(effective_il6: float, fever_il6: float, hypotension_il6: float,
               hypoxia_il6: float) -> tuple[bool, int, int]:
     """Fever, hypotension level (0 none .. 3 multiple vasopressors) and hypoxia level (0 none ..
@@ -88,7 +87,7 @@ def crs_signs(effective_il6: float, fever_il6: float, hypotension_il6: float,
     return (effective_il6 >= fever_il6, _level(effective_il6, hypotension_il6), _level(effective_il6, hypoxia_il6))
 
 
-@numba.njit(cache=True, error_model="numpy")
+@kernel
 def neuro_signs(effective_il6: float, icans_il6: float) -> tuple[int, int, int, bool, int]:
     """Encephalopathy (ICE-equivalent impairment 0-10 and CAPD-equivalent 0-32), consciousness level
     (0-4), seizure level (0-2), motor weakness and cerebral oedema level (0-2) from the effective IL-6

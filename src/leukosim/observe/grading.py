@@ -19,6 +19,8 @@ import numba
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from ..kernel import kernel
+
 __all__ = [
     "ICE_MIN_AGE_YEARS",
     "ICE_NORMAL",
@@ -58,7 +60,7 @@ RESPONSE_LABELS = ("NR", "CRi", "CR")
 
 
 # ------------------------------------------------------------------------------------------------- CRS
-@numba.njit(cache=True, error_model="numpy")
+@kernel
 def crs_grade_astct(fever: bool, hypotension: int, hypoxia: int, anticytokine_given: bool) -> int:
     """ASTCT 2019 CRS grade (0 = no CRS, 1-4) from the clinical signs at one time.
 
@@ -90,7 +92,7 @@ def crs_grade_astct(fever: bool, hypotension: int, hypoxia: int, anticytokine_gi
 
 
 # ----------------------------------------------------------------------------------------------- ICANS
-@numba.njit(cache=True, error_model="numpy")
+@kernel
 def _ice_grade(score: int) -> int:
     """ICANS grade of the ICE domain (ages >= 12 y): 10 none, 7-9 G1, 3-6 G2, 0-2 G3, unable G4."""
     if score == UNABLE_TO_PERFORM:
@@ -106,7 +108,7 @@ def _ice_grade(score: int) -> int:
     return 0
 
 
-@numba.njit(cache=True, error_model="numpy")
+@kernel
 def _capd_grade(score: int) -> int:
     """ICANS grade of the CAPD domain (ages < 12 y): 0 none, 1-8 G1 (G2 comes from consciousness),
     >= 9 G3, unable G4."""
@@ -121,7 +123,7 @@ def _capd_grade(score: int) -> int:
     return 0
 
 
-@numba.njit(cache=True, error_model="numpy")
+@kernel
 def icans_grade_astct(age_years: float, encephalopathy_score: int, consciousness: int, seizure: int,
                       motor_weakness: bool, cerebral_edema: int) -> int:
     """ASTCT 2019 ICANS grade (0 = no ICANS, 1-4): the most severe of its five domains.
@@ -167,7 +169,7 @@ def icans_grade_astct(age_years: float, encephalopathy_score: int, consciousness
 
 
 # -------------------------------------------------------------------------------------------- response
-@numba.njit(cache=True, error_model="numpy")
+@kernel
 def response_category(marrow_blasts_percent: float, count_recovery: bool,
                       blast_threshold_percent: float = 5.0) -> int:
     """Marrow response code: ``RESPONSE_CR`` if blasts < threshold with count recovery (ANC >= 1.0e9/L
@@ -205,13 +207,13 @@ def _flat(*arrays: NDArray) -> tuple[tuple[int, ...], list[NDArray]]:
     return broadcast[0].shape, [a.flatten() for a in broadcast]  # copies: broadcast views are read-only
 
 
-@numba.njit(cache=True, error_model="numpy")
+@kernel
 def _crs_loop(fever, hypotension, hypoxia, anticytokine, out):  # pragma: no cover - compiled
     for i in range(out.size):
         out[i] = crs_grade_astct(fever[i], hypotension[i], hypoxia[i], anticytokine[i])
 
 
-@numba.njit(cache=True, error_model="numpy")
+@kernel
 def _icans_loop(age, score, consciousness, seizure, motor, edema, out):  # pragma: no cover - compiled
     for i in range(out.size):
         out[i] = icans_grade_astct(age[i], score[i], consciousness[i], seizure[i], motor[i], edema[i])

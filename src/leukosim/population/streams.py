@@ -15,6 +15,8 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy.special import ndtri
 
+from ..kernel import kernel
+
 __all__ = ["uniform", "uniforms", "standard_normals", "Stream"]
 
 _GOLDEN = 0x9E3779B97F4A7C15
@@ -34,7 +36,7 @@ def _splitmix64(x: np.uint64) -> np.uint64:
     return z ^ (z >> np.uint64(31))
 
 
-@numba.njit(cache=True, error_model="numpy")
+@kernel
 def uniform(seed: int, patient_id: int, stream: int) -> float:
     """The uniform draw in (0, 1) of one patient and stream (usable inside compiled code)."""
     key = _splitmix64(np.uint64(seed))
