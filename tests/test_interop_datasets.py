@@ -95,7 +95,8 @@ def test_car_t_and_lymphodepletion_doses_are_the_label_doses(runs: dict[str, Pat
     assert np.allclose(cart["AMT"], expected, rtol=1e-9)
     assert np.allclose(cart["TIME"], 7.0) and np.allclose(cart["ORIG"], 7.0)  # infusion = day 1 of phase 2
     flu = data[(data["EVID"] == 1) & (data["CMT"] == 4)]
-    assert (flu.groupby("ID").size() == 4).all()
+    doses = flu.groupby("ID").size()
+    assert (doses.loc[cart.index] == 4).all() and (doses <= 4).all()  # fewer only for deaths before infusion
     assert np.allclose(flu["AMT"], 30.0 * flu["BSA"], rtol=1e-9)
     cy = data[(data["EVID"] == 1) & (data["CMT"] == 5)]
     assert np.allclose(cy["AMT"], 500.0 * cy["BSA"], rtol=1e-9) and (cy["RATE"] == 0).all()
@@ -161,7 +162,8 @@ def test_adtte_origin_is_the_car_t_infusion(runs: dict[str, Path]) -> None:
     table = adtte(runs["eliana"])
     events = pd.read_parquet(runs["eliana"] / "events.parquet")
     infusion = events[events["detail"] == "tisagenlecleucel"].set_index("patient_id")["day"]
-    assert np.allclose(table["STARTDY"], table["SUBJID"].map(infusion))
+    origin = table["SUBJID"].map(infusion).fillna(0.0)  # never infused (died before): enrollment, day 0
+    assert np.allclose(table["STARTDY"], origin) and table["SUBJID"].isin(infusion.index).any()
 
 
 def test_cli_exports_and_reports_bad_input(runs: dict[str, Path], tmp_path: Path) -> None:

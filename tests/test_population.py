@@ -307,15 +307,23 @@ def test_leukemia_t_cell_kill_sensitivity_is_lognormal_with_the_registry_sd() ->
 
 
 @pytest.mark.parametrize("shape", [1.0, 0.5])
-def test_survival_after_progression_is_weibull_with_the_registry_median_and_shape(shape: float) -> None:
-    """Days from progression to death: Weibull (Kolmogorov-Smirnov against SciPy's weibull_min) with median
+def test_survival_after_progression_is_a_cure_mixture_with_weibull_deaths(shape: float) -> None:
+    """Days from progression to death: the stage's cure fraction never dies (binomial 99.9% interval); the
+    others die after Weibull times (Kolmogorov-Smirnov against SciPy's weibull_min) with median
     ln 2 / post_progression_death_rate and the registry shape; shape 1 is the exponential law of that rate."""
-    values = default_parameters().replace(post_progression_death_rate=0.002, post_progression_survival_shape=shape)
+    values = default_parameters().replace(post_progression_death_rate=0.002, post_progression_survival_shape=shape,
+                                          post_progression_cure_newly_diagnosed=0.3,
+                                          post_progression_cure_relapsed=0.1)
     covariates = draw_covariates(make_population(), 6, np.arange(20_000), default_parameters())
     p = individual_parameters(values, covariates, 6)
-    days = post_progression_survival(p, uniforms(6, covariates.patient_id, Stream.block("post_progression")))
+    u = uniforms(6, covariates.patient_id, Stream.block("post_progression"))
     median = np.log(2.0) / 0.002
     scale = median / np.log(2.0) ** (1.0 / shape)
-    assert stats.kstest(days, stats.weibull_min(shape, scale=scale).cdf).pvalue > 1e-3
-    if shape == 1.0:
-        assert stats.kstest(days, stats.expon(scale=1 / 0.002).cdf).pvalue > 1e-3
+    for relapsed, cure in ((False, 0.3), (True, 0.1)):
+        days = post_progression_survival(p, np.full(u.size, relapsed), u)
+        cured = np.isinf(days)
+        low, high = stats.binom.interval(0.999, u.size, cure)
+        assert low <= cured.sum() <= high
+        assert stats.kstest(days[~cured], stats.weibull_min(shape, scale=scale).cdf).pvalue > 1e-3
+        if shape == 1.0:
+            assert stats.kstest(days[~cured], stats.expon(scale=1 / 0.002).cdf).pvalue > 1e-3

@@ -173,11 +173,14 @@ def calibrate(
     out: Path = typer.Option(..., "--out", "-o", help="parameter-set file to write (JSON)"),
     patients: int = typer.Option(CalibrationSettings.n_patients, "--patients", "-n", min=10,
                                  help="virtual patients per protocol and evaluation"),
-    evaluations: int = typer.Option(CalibrationSettings.max_evaluations, "--evaluations", min=1,
-                                    help="CMA-ES evaluation budget"),
+    evaluations: int = typer.Option(CalibrationSettings.max_evaluations, "--evaluations", min=0,
+                                    help="CMA-ES evaluation budget (0: no search after screening and descent)"),
     seed: int = typer.Option(CalibrationSettings.seed, "--seed", "-s", min=0, help="seed of the common virtual cohort"),
     start: str = typer.Option(CalibrationSettings.start, "--start",
                               help="parameter set the search starts from (a shipped name or a JSON file)"),
+    rounds: int = typer.Option(CalibrationSettings.descent_rounds, "--descent-rounds", min=0,
+                               help="rounds of screening descent before the search (each: screen, then keep the "
+                                    "moves that lower the loss, best first)"),
     reproduce: Path = typer.Option(None, "--reproduce", help="re-run with the settings recorded in this file"),
 ) -> None:
     """Fit the calibratable parameters jointly to every calibration protocol's targets."""
@@ -191,7 +194,7 @@ def calibrate(
             _fail(f"{reproduce}: no usable calibration settings ({error})")
     else:
         settings = CalibrationSettings(name=out.stem, n_patients=patients, max_evaluations=evaluations, seed=seed,
-                                       start=start)
+                                       start=start, descent_rounds=rounds)
     try:
         load_parameter_set(settings.start)
     except ParameterSetError as error:

@@ -317,13 +317,20 @@ def _follow_up(protocol: Protocol, course: ArmCourse, index: NDArray[np.int64], 
                np.zeros((0, N_RULE_COLUMNS)), seed)
 
 
-def post_progression_survival(parameters: NDArray[np.float64], u: NDArray[np.float64]) -> NDArray[np.float64]:
-    """Days from progression (relapse or refractory disease) to death for uniforms ``u``: Weibull with shape k
-    (``post_progression_survival_shape``) and median ln 2 / ``post_progression_death_rate`` (k = 1: exponential
-    with that rate), by inversion: t = median (ln(1/u) / ln 2)^(1/k)."""
+def post_progression_survival(parameters: NDArray[np.float64], relapsed: NDArray[np.bool_],
+                              u: NDArray[np.float64]) -> NDArray[np.float64]:
+    """Days from progression (relapse or refractory disease) to death for uniforms ``u``: a mixture cure law.
+    Salvage cures a fraction (``post_progression_cure_newly_diagnosed`` after first-line therapy,
+    ``post_progression_cure_relapsed`` after therapy for ``relapsed`` disease): u below it gives inf (no
+    leukemia death). The others die after a Weibull time with shape k (``post_progression_survival_shape``) and
+    median ln 2 / ``post_progression_death_rate`` (k = 1: exponential with that rate), by inversion of the
+    rescaled uniform v = (u - cure) / (1 - cure): t = median (ln(1/v) / ln 2)^(1/k)."""
+    cure = np.where(relapsed, parameters[:, INDEX["post_progression_cure_relapsed"]],
+                    parameters[:, INDEX["post_progression_cure_newly_diagnosed"]])
     median = np.log(2.0) / parameters[:, INDEX["post_progression_death_rate"]]
     shape = parameters[:, INDEX["post_progression_survival_shape"]]
-    return median * (-np.log(u) / np.log(2.0)) ** (1.0 / shape)
+    rescaled = np.clip((u - cure) / (1.0 - cure), np.finfo(float).tiny, 1.0)
+    return np.where(u <= cure, np.inf, median * (-np.log(rescaled) / np.log(2.0)) ** (1.0 / shape))
 
 
 def _finish(protocol: Protocol, course: ArmCourse, seed: int) -> None:
@@ -336,6 +343,7 @@ def _finish(protocol: Protocol, course: ArmCourse, seed: int) -> None:
     progressed = np.flatnonzero(np.isfinite(course.progression_day))
     u = uniforms(seed, course.covariates.patient_id[progressed], Stream.block("post_progression"))
     course.death_after_progression_day[progressed] = (
-        course.progression_day[progressed] + post_progression_survival(course.parameters[progressed], u))
+        course.progression_day[progressed]
+        + post_progression_survival(course.parameters[progressed], course.covariates.relapsed[progressed], u))
     values = readouts_batch(course.state[relapsed], course.parameters[relapsed], c[relapsed])
     course.add_events(relapsed, c[relapsed, C_EVENT_TIME], "relapse", "", values[:, R_CLASS_FRACTION])

@@ -29,6 +29,13 @@ _REGIMEN_SOURCES = {
 }
 _UNITS = {"infection_hazard": "1/day"}
 
+
+def _bounds(effect: str, value: float) -> tuple[float, float] | None:
+    """Infection hazards may fall tenfold but rise at most threefold from their assumed values: a calibration
+    otherwise buys early deaths where the mechanism has none to give (it had taken the fludarabine hazard up
+    81-fold, 10% deaths within three days of lymphodepletion; toxic deaths of Flu/Cy are rare)."""
+    return (value / 10.0, value * 3.0) if effect == "infection_hazard" else None
+
 # per reference dose on the day of administration: leukemia, T, B, marrow kill (1/day); infection hazard
 #: Regimens a protocol may name (the schema's ``regimen`` values must match).
 REGIMENS = tuple(_REGIMEN_VALUES)
@@ -40,13 +47,14 @@ _AGENT_VALUES = {
 
 PARAMETERS = tuple(
     Parameter(f"chemo_{regimen}_{effect}", value, _UNITS.get(effect, "1/day"), _REGIMEN_SOURCES[effect],
-              True, f"{effect.replace('_', ' ')} during a {regimen.replace('_', ' ')} block")
+              True, f"{effect.replace('_', ' ')} during a {regimen.replace('_', ' ')} block",
+              bounds=_bounds(effect, value))
     for regimen, values in _REGIMEN_VALUES.items()
     for effect, value in zip(EFFECTS, values)
 ) + tuple(
     Parameter(f"{agent}_{effect}", value, "1/day",
               f"assumption: per {reference:g} mg/m2 dose on its day; Flu/Cy lymphodepletion (Kymriah label) [U]",
-              True, f"{effect.replace('_', ' ')} per reference dose of {agent}")
+              True, f"{effect.replace('_', ' ')} per reference dose of {agent}", bounds=_bounds(effect, value))
     for agent, (reference, values) in _AGENT_VALUES.items()
     for effect, value in zip(EFFECTS, values)
 ) + tuple(

@@ -18,12 +18,15 @@ _FOUR_DECADES_SD = 2.66
 
 def _share_law(clone: str, median: float, bounds: tuple[float, float], source: str, logit_sd: float,
                description: str) -> tuple[Parameter, Parameter]:
-    """The calibratable median and the fixed logit SD of one pre-existing subclone share (logit-normal)."""
+    """The calibratable median and logit SD of one pre-existing subclone share (logit-normal). The SD is
+    identifiable apart from the median: a wide law gives some patients a subclone large enough for therapy that
+    spares it to fail outright (non-response) and many none at all (cure without antigen-negative relapse),
+    a narrow one gives everyone a small subclone (response, then late antigen-negative relapse)."""
     return (
         Parameter(f"preexisting_{clone}_median", median, "-", source, True,
                   f"median pre-existing {description} share of blasts at enrollment (logit-normal)", bounds=bounds),
-        Parameter(f"preexisting_{clone}_logit_sd", logit_sd, "logit", "assumption [U]", False,
-                  f"logit SD of the pre-existing {description} share"),
+        Parameter(f"preexisting_{clone}_logit_sd", logit_sd, "logit", "assumption [U]", True,
+                  f"logit SD of the pre-existing {description} share", bounds=(0.5, 8.0)),
     )
 
 

@@ -55,6 +55,14 @@ PARAMETERS = (
               "leave long-term survivors)", True,
               "Weibull shape of survival after relapse or refractory disease (median ln 2 / "
               "post_progression_death_rate)", bounds=(0.3, 1.0)),
+    Parameter("post_progression_cure_newly_diagnosed", 0.36, "-", "COG relapse cohort 1988-2002: 5-year OS 36% "
+              "after relapse from frontline therapy (S66, calibration_targets.md) [S]", True,
+              "fraction of patients who relapse from first-line therapy that salvage therapy (second-line "
+              "chemotherapy, transplant) cures: never die of leukemia", bounds=(0.1, 0.6)),
+    Parameter("post_progression_cure_relapsed", 0.05, "-", "assumption [U]: median OS 11.9 months after relapse "
+              "following CAR-T (Lamble 2023) [P] leaves few long-term survivors", True,
+              "fraction of patients who relapse from, or are refractory to, therapy for relapsed disease that "
+              "later salvage cures", bounds=(0.01, 0.3)),
 )
 
 # ------------------------------------------------------------------------------------ symptom layer
