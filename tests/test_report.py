@@ -49,6 +49,13 @@ def test_trajectories_are_recorded_for_the_lowest_patient_ids(aall1331_run) -> N
     assert by_arm["chemotherapy"] == 0.0 and by_arm["blinatumomab"] > 0.0
 
 
+def test_no_trajectories_is_an_empty_frame_of_the_same_columns_and_types(aall1331_run) -> None:
+    _, result = aall1331_run
+    none = leukosim.simulate_trial("aall1331", 5, seed=3, trajectory_patients=0).trajectories
+    assert none.empty
+    pd.testing.assert_series_equal(none.dtypes, result.trajectories.dtypes)
+
+
 def test_recording_leaves_unrecorded_patients_unchanged(aall1331_run) -> None:
     _, result = aall1331_run
     plain = leukosim.simulate_trial("aall1331", 160, seed=3, trajectory_patients=0)

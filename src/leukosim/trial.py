@@ -168,7 +168,8 @@ def simulate_patients(protocol: Protocol, parameters: ParameterSet, seed: int, c
             events.append(event_table(course))
             if recorded:
                 trajectories.append(_trajectory_frame(course))
-    empty = pd.DataFrame(columns=["patient_id", "arm", "day", *RECORD_NAMES])
+    empty = pd.DataFrame({"patient_id": np.empty(0, dtype=np.int64), "arm": np.empty(0, dtype=object),
+                          "day": np.empty(0), **{name: np.empty(0) for name in RECORD_NAMES}})
     return (pd.concat(patients, ignore_index=True).sort_values("patient_id", kind="stable"),
             pd.concat(events, ignore_index=True).sort_values(["patient_id", "day"], kind="stable"),
             pd.concat(trajectories, ignore_index=True).sort_values(["patient_id", "day"], kind="stable")
