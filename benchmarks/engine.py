@@ -74,7 +74,7 @@ from leukosim.engine.simulate import management_rules
 from leukosim.model.layout import (
     B_CAR_CELLS, C_EVENT, C_EXTINCTION_THRESHOLD, C_INFECTION_THRESHOLD,
     C_REMISSION, C_RESAMPLES, C_SOS_THRESHOLD, C_STATUS, C_STEPS, C_TRM_THRESHOLD, EVENT_NAMES, N_BOLUS,
-    N_CLASSES, N_DRIVE, N_STATES, S_CAR_EXHAUSTED, S_LEUKEMIA, STATE_NAMES, STATUS_NAMES,
+    N_CLASSES, N_DRIVE, N_LN_STATES, N_STATES, STATE_NAMES, STATUS_NAMES,
 )
 from leukosim.model.registry import INDEX, ParameterSet, default_parameters
 from leukosim.model.rhs import RHS_WORK, derivatives
@@ -85,7 +85,7 @@ from leukosim.protocol.load import load_protocol
 from leukosim.protocol.schedule import compile_phase
 from leukosim.protocol.schema import Arm, Phase, Protocol
 
-LOG_STATES = slice(S_LEUKEMIA, S_CAR_EXHAUSTED + 1)  # ln cell counts and ln K of the extinction layer
+LOG_STATES = slice(0, N_LN_STATES)  # ln cell counts and ln K of the extinction layer
 SCIPY_METHOD = "LSODA"
 SCIPY_RTOL = 1.0e-6
 SCIPY_ATOL = 1.0e-8

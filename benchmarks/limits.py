@@ -71,7 +71,7 @@ from engine import log  # noqa: E402
 from leukosim.backends import ChunkTask, DaskBackend, worker_environment  # noqa: E402
 from leukosim.engine.integrator import N_RULE_COLUMNS  # noqa: E402
 from leukosim.engine.reference import DeterministicCourse, deterministic_course, solve_patient  # noqa: E402
-from leukosim.model.layout import C_STEPS, N_STATES, S_CAR_EXHAUSTED, S_LEUKEMIA, STATE_NAMES  # noqa: E402
+from leukosim.model.layout import C_STEPS, N_LN_STATES, N_STATES, STATE_NAMES  # noqa: E402
 from leukosim.model.registry import default_parameters  # noqa: E402
 from leukosim.protocol.load import load_protocol  # noqa: E402
 from leukosim.protocol.schema import Protocol  # noqa: E402
@@ -79,7 +79,7 @@ from leukosim.trial import chunk_ranges  # noqa: E402
 
 RTOL, ATOL = 1.0e-6, 1.0e-8
 REFERENCE_RTOL, REFERENCE_ATOL = 1.0e-10, 1.0e-12  # tests/test_sbml.py
-LOG_STATES = slice(S_LEUKEMIA, S_CAR_EXHAUSTED + 1)
+LOG_STATES = slice(0, N_LN_STATES)
 
 #: Flops of one lane of ``model.lanes.exp_lanes``, counted from its source: clamp 2, k 3 (multiply, add, floor),
 #: reduction 4, r^2 and r^4 2, Estrin polynomial 27, scaling 2, overflow/underflow/NaN selects 3.

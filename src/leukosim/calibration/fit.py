@@ -1,6 +1,6 @@
 """Joint calibration of the calibratable parameters to every calibration protocol's targets.
 
-Two stages, both on the objective of :mod:`leukosim.calibration.objective` with common random numbers:
+Three stages, all on the objective of :mod:`leukosim.calibration.objective` with common random numbers:
 
 1. **Screening** (identifiability): each calibratable parameter is moved one at a time by a factor of
    ``screen_factor`` up and down, within its bounds; the summed absolute change of the targets' losses is its
@@ -9,11 +9,15 @@ Two stages, both on the objective of :mod:`leukosim.calibration.objective` with 
    and stay at their literature values. Of the rest, :func:`select_parameters` picks up to ``max_parameters``:
    first the parameter that moves each badly missed target most (so every mechanism with a missed target gets
    a lever), then the most sensitive others (more would be poorly identified with this budget).
-2. **Fit**: CMA-ES (the ``cma`` package, seeded, so a fit is reproducible) on the selected parameters' log10
-   deviations, within their bounds (registry bounds, else three decades either side).
+2. **Screening descent** (``descent_rounds``): the screening moves that lowered the data loss are taken one at
+   a time, best first, each kept only if the loss with the prior falls (:func:`screening_descent`); then
+   screening again from the point reached, until a round keeps nothing. The parameters moved join the fit.
+3. **Fit** (optional, ``max_evaluations`` > 0): CMA-ES (the ``cma`` package, seeded, so a fit is reproducible)
+   on the fitted parameters' log10 deviations, within their bounds (registry bounds, else three decades either
+   side).
 
-Both start from the ``start`` parameter set (default: the literature values), e.g. the previous calibration
-when the model has changed; the parameters it moved join the fit, and the prior stays on the literature values.
+All start from the ``start`` parameter set, e.g. the previous calibration when the model has changed; the
+parameters it moved join the fit, and the prior stays on the literature values.
 
 The result is a parameter-set file (see :func:`leukosim.model.registry.load_parameter_set`) that also records
 its settings and a fit report, so ``leukosim calibrate --reproduce FILE`` re-runs it."""
@@ -37,9 +41,7 @@ from .objective import PRIOR_SD_DECADES, CalibrationObjective
 from ..notice import NOTICE
 
 __all__ = ["CalibrationSettings", "calibrate", "calibration_protocols", "screen", "screening_descent",
-           "select_parameters",
-           "write_parameter_set",
-           "settings_from_file"]
+           "select_parameters", "settings_from_file", "write_parameter_set"]
 
 _DEFAULT_SPAN_DECADES = 3.0
 
@@ -204,7 +206,8 @@ def calibrate(settings: CalibrationSettings, progress: Callable[[str], None] | N
     if not names:
         screener = CalibrationObjective(protocols, calibratable, settings.n_patients, settings.seed,
                                         prior_sd_decades=settings.prior_sd_decades)
-        point = start_decades(calibratable)
+        origin = start_decades(calibratable)
+        point = origin
         for round_ in range(settings.descent_rounds + 1):
             screening, effects, base_losses = screen(screener, settings.screen_factor, point, progress)
             if round_ == settings.descent_rounds:
@@ -215,7 +218,7 @@ def calibrate(settings: CalibrationSettings, progress: Callable[[str], None] | N
             point = reached
         names = select_parameters(screening, effects, base_losses, settings.min_sensitivity,
                                   settings.max_parameters)
-        descended = {n: float(d) for n, d, d0 in zip(calibratable, point, start_decades(calibratable)) if d != d0}
+        descended = {n: float(d) for n, d, d0 in zip(calibratable, point, origin) if d != d0}
         names += [n for n in descended if n not in names]
     names += [n for n in calibratable if start_set[n] != literature[n] and n not in names]
     if not names:

@@ -1,11 +1,12 @@
 """Exponentials of many arguments at once, in SIMD lanes.
 
 The right-hand side needs the exponentials of its sixteen ln-scale states on every call; one libm call each
-was about 40% of an RHS evaluation. ``exp_lanes`` evaluates them in one branch-free loop that LLVM vectorises:
-Cody-Waite reduction x = k ln 2 + r with |r| <= ln 2 / 2, a degree-13 Taylor polynomial for e^r (truncation
-< 2e-17 relative) evaluated by Estrin's scheme (four dependent multiply-adds instead of Horner's thirteen),
-and 2^k assembled in the exponent bits. Accuracy (tested against NumPy): within 2 ulp for x in [-708, ln(DBL_MAX)];
-inf above, 0 below -708 (no subnormal results), NaN in, NaN out."""
+was about 30% of an RHS evaluation (measured: 169 ns per call, 116 ns with the calls stubbed out).
+``exp_lanes`` evaluates them in one branch-free loop that LLVM vectorises: Cody-Waite reduction
+x = k ln 2 + r with |r| <= ln 2 / 2, a degree-13 Taylor polynomial for e^r (truncation < 2e-17 relative)
+evaluated by Estrin's scheme (four dependent multiply-adds instead of Horner's thirteen), and 2^k assembled in
+the exponent bits. Accuracy (tested against NumPy): within 2 ulp for x in [-708, ln(DBL_MAX)]; inf above, 0
+below -708 (no subnormal results), NaN in, NaN out."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from ..kernel import kernel
 _LOG2E = 1.4426950408889634
 _LN2_HI = 6.93147180369123816490e-01  # fdlibm's split of ln 2: k * _LN2_HI is exact for |k| <= 1100
 _LN2_LO = 1.90821492927058770002e-10
-_OVERFLOW = 709.782712893384  # ln(DBL_MAX): inf above
+_OVERFLOW = math.log(np.finfo(np.float64).max)  # ln(DBL_MAX) = 709.78: inf above
 _UNDERFLOW = -708.0  # 0 below (e^-708 is 1.5 x the smallest normal double, 2^-1022): k >= -1021
 _TAYLOR = tuple(1.0 / math.factorial(i) for i in range(14))
 #: ``exp_lanes(x_in, out, n)`` needs ``out`` of at least LANE_SCRATCH * n float64.

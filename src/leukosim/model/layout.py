@@ -28,6 +28,7 @@ S_HAZARD_INFECTION = 19  # cumulative hazard
 S_HAZARD_TRM = 20  # cumulative hazard
 S_HAZARD_SOS = 21  # cumulative hazard
 N_STATES = 22
+N_LN_STATES = S_INO_CENTRAL  # states 0 .. 15 are ln counts (leukemic classes, Kendall K, lymphocytes); then linear
 STATE_NAMES = (
     "ln_leukemia_cd19pos_cd22pos", "ln_leukemia_cd19neg", "ln_leukemia_cd22low", "ln_leukemia_lineage_switch",
     "ln_extinction_k_0", "ln_extinction_k_1", "ln_extinction_k_2", "ln_extinction_k_3",

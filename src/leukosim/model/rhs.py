@@ -21,7 +21,7 @@ from .inotuzumab import emax
 from .lanes import LANE_SCRATCH, exp_lanes
 from .layout import (
     C_ALIVE, C_BLIN_AMOUNT, C_BLIN_RATE, C_BLIN_TIME, C_CAR_PRESENT, C_HSCT_TIME, C_INO_FIRST,
-    D, N_CLASSES, S_B_MATURE, S_B_PRECURSOR, S_CAR_EFFECTOR,
+    D, N_CLASSES, N_LN_STATES, S_B_MATURE, S_B_PRECURSOR, S_CAR_EFFECTOR,
     S_CAR_EXHAUSTED, S_CAR_MEMORY, S_EXTINCTION, S_HAZARD_INFECTION, S_HAZARD_SOS, S_HAZARD_TRM,
     S_INO_CENTRAL, S_INO_PERIPHERAL, S_LEUKEMIA, S_LIVER_INJURY, S_MARROW, S_T_ACTIVE, S_T_RESTING,
     U_B_KILL, U_INFECTION, U_LEUKEMIA_KILL, U_MARROW_KILL, U_T_KILL,
@@ -104,10 +104,9 @@ _T_KILL_SENS = D["t_cell_kill_sensitivity"]
 _PRIOR_HSCT = D["prior_hsct"]
 
 SOS_WINDOW_DAYS = 21.0  # modified Seattle / Baltimore windows after HSCT (calibration_targets C5)
-N_LN_STATES = S_INO_CENTRAL  # states 0 .. 15 are ln cell counts (leukemic classes, Kendall terms, lymphocytes)
 #: length of the ``work`` scratch array of ``derivatives`` (float64)
 RHS_WORK = LANE_SCRATCH * N_LN_STATES
-_SMALLEST_NORMAL = 2.2250738585072014e-308
+_SMALLEST_NORMAL = float(np.finfo(np.float64).tiny)
 
 
 @kernel
@@ -126,6 +125,12 @@ def inotuzumab_concentration(y: np.ndarray, p: np.ndarray) -> float:
 
 
 @kernel(inline="always")
+def _cells(counts: np.ndarray, c: np.ndarray, k: int) -> float:
+    """Cells of leukemic class k from the exponentiated state ``counts`` (0 once extinct)."""
+    return counts[S_LEUKEMIA + k] if c[C_ALIVE + k] > 0.5 else 0.0
+
+
+@kernel(inline="always")
 def _ratio(numerator: float, denominator: float, ln_ratio: float) -> float:
     """numerator / denominator of two positive counts; from their ln ratio where the denominator is 0 or
     subnormal (never 0/0, never a ratio of rounded-off subnormals)."""
@@ -141,10 +146,7 @@ def derivatives(t: float, y: np.ndarray, p: np.ndarray, u: np.ndarray, c: np.nda
     capacity = p[_CAPACITY]
 
     exp_lanes(y, work, N_LN_STATES)  # work[j] = e^y[j]: cells (leukemic classes, lymphocytes) or Kendall K_k
-    leukemia = (work[S_LEUKEMIA] if c[C_ALIVE] > 0.5 else 0.0,
-                work[S_LEUKEMIA + 1] if c[C_ALIVE + 1] > 0.5 else 0.0,
-                work[S_LEUKEMIA + 2] if c[C_ALIVE + 2] > 0.5 else 0.0,
-                work[S_LEUKEMIA + 3] if c[C_ALIVE + 3] > 0.5 else 0.0)
+    leukemia = (_cells(work, c, 0), _cells(work, c, 1), _cells(work, c, 2), _cells(work, c, 3))
     total_leukemia = leukemia[0] + leukemia[1] + leukemia[2] + leukemia[3]
     cd19_leukemia = 0.0
     for k in range(N_CLASSES):
