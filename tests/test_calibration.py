@@ -180,6 +180,39 @@ def test_screening_descent_keeps_only_the_moves_that_lower_the_objective() -> No
     assert objective.evaluations == 4  # the start, then a, b and c (best first); d never
 
 
+def test_descent_refines_its_step_when_a_round_keeps_nothing() -> None:
+    """One parameter's optimum lies 0.7 decades up: factor-3 steps (0.477 decades) reach 0.477 and then
+    overshoot (0.954 is worse), so the next round screens at sqrt(3) (0.239 decades) and reaches 0.716; the
+    step cannot shrink below the final factor, so the descent ends there. The other parameter stays put."""
+    from leukosim.calibration.fit import descend
+
+    names = ["car_contraction_rate", "car_memory_decay"]  # no bounds of their own: three decades either side
+    optimum = np.array([0.7, 0.0])
+
+    class Quadratic:
+        def __init__(self) -> None:
+            self.names, self.evaluations = names, 0
+
+        def parameters(self, decades: np.ndarray) -> np.ndarray:
+            return np.asarray(decades, dtype=float)
+
+        def comparison(self, decades: np.ndarray) -> pd.DataFrame:
+            return pd.DataFrame({"z": (decades - optimum) / 0.1, "used": True})
+
+        def __call__(self, decades: np.ndarray) -> float:
+            self.evaluations += 1
+            return float(0.5 * (((decades - optimum) / 0.1) ** 2).sum())
+
+    messages: list[str] = []
+    point, (screening, _, _) = descend(Quadratic(), np.zeros(2), 3.0, 1.7, rounds=10, progress=messages.append)
+    up, fine = np.log10(3.0), np.log10(np.sqrt(3.0))
+    np.testing.assert_allclose(point, [up + fine, 0.0], atol=1e-12)
+    assert any("x1.73" in m for m in messages) and not any("x1.7:" in m or "x1.7 " in m for m in messages)
+    assert list(screening["parameter"]) == names
+    coarse, _ = descend(Quadratic(), np.zeros(2), 3.0, 3.0, rounds=10)  # no refinement
+    np.testing.assert_allclose(coarse, [up, 0.0], atol=1e-12)
+
+
 def test_a_descent_only_calibration_moves_parameters_that_lower_the_loss() -> None:
     """One round of screening descent and no search: the parameters it moves are reported as fitted, every one
     of them at a screening move from its start, and the loss falls."""

@@ -24,10 +24,11 @@ from typer.testing import CliRunner
 from leukosim.cli import app
 from leukosim.io.nonmem import nonmem_dataset
 from leukosim.io.rundir import write_run
-from leukosim.model.layout import D
 from leukosim.model.registry import INDEX, default_parameters
 from leukosim.population.covariates import draw_covariates, latent_law, sample_distribution
-from leukosim.population.individual import individual_parameters, parameters_from_etas, random_effects
+from leukosim.population.individual import (
+    individual_parameters, latent_effects_at_median, parameters_from_etas, random_effects,
+)
 from leukosim.protocol.load import load_protocol
 from leukosim.protocol.schema import LATENT_LIMITS
 from leukosim.trial import TrialResult, simulate_patients
@@ -58,7 +59,7 @@ def simulated_data(name: str, directory: Path) -> Path:
     for parameter, eta in truth.items():
         etas[0, INDEX[parameter]] = eta
     p = parameters_from_etas(parameters, covariates, etas, SEED)
-    p[:, D["t_cell_kill_sensitivity"]] = 1.0  # latent, at its median as the twin assumes
+    latent_effects_at_median(p, parameters, covariates.relapsed)  # as the twin assumes them
     patients, events, trajectories = simulate_patients(protocol, parameters, SEED, covariates, p,
                                                        np.zeros(1, dtype=np.int64), trajectory_patients=1)
     run = write_run(TrialResult(protocol, parameters, SEED, patients.reset_index(drop=True),

@@ -115,6 +115,23 @@ def test_within_a_cohort_longer_aplasia_goes_with_fewer_cd19_positive_relapses(e
     assert _cd19_positive_relapse(long) < _cd19_positive_relapse(short)
 
 
+def test_less_marrow_reserve_turns_complete_remissions_into_cri(eliana: Protocol) -> None:
+    """Responders to CAR-T whose marrow regrows slowly (marrow reserve a tenth of the newly diagnosed median)
+    recover their counts less often within three months: a smaller share of complete remissions with count
+    recovery among responders, and not fewer responders (recovery threshold: half of normal counts)."""
+    values = leukosim.default_parameters().replace(count_recovery_fraction=0.5)
+    shares, responders = {}, {}
+    for name, reserve in (("full", 1.0), ("low", 0.1)):
+        varied = values.replace(name=f"marrow reserve {reserve}", marrow_reserve_relapsed_median=reserve,
+                                marrow_reserve_sd=0.05)
+        cohort = _ok(leukosim.simulate_trial(eliana, N, seed=4, parameters=varied, trajectory_patients=0).patients)
+        responded = cohort["best_response"].isin(RESPONDER)
+        responders[name] = int(responded.sum())
+        shares[name] = float((cohort.loc[responded, "best_response"] == "CR").mean())
+    assert shares["low"] < shares["full"] - 0.2
+    assert responders["low"] >= 0.9 * responders["full"]
+
+
 def test_blinatumomab_works_better_at_mrd_level_than_at_high_burden() -> None:
     protocol = leukosim.load_protocol("blina-rr-peds")
     rates = {}

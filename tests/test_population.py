@@ -10,7 +10,7 @@ from scipy.special import logit
 
 from leukosim.engine.simulate import post_progression_survival
 from leukosim.model.layout import D
-from leukosim.model.registry import PARAMETERS, default_parameters
+from leukosim.model.registry import INDEX, PARAMETERS, default_parameters
 from leukosim.population import individual
 from leukosim.population.body_size import bsa_m2, height_weight_from_sds
 from leukosim.population.covariates import COVARIATE_STREAMS, Covariates, draw_covariates, sample_distribution
@@ -295,6 +295,17 @@ def test_relapsed_disease_chemosensitivity_is_scaled_by_the_registry_factor() ->
         np.testing.assert_allclose(p[:, D["chemosensitivity"]], factor * covariates.chemosensitivity)
 
 
+def test_chemosensitivity_outside_the_induction_class_is_a_power_of_the_patients() -> None:
+    """Regimens outside the induction class see the patient's chemosensitivity raised to
+    chemosensitivity_shared_exponent, with the same disease-stage factor."""
+    values = default_parameters().replace(chemosensitivity_relapsed=0.4, chemosensitivity_shared_exponent=0.3)
+    for disease, factor in (("relapsed_refractory", 0.4), ("newly_diagnosed", 1.0)):
+        covariates = draw_covariates(make_population(disease=disease), 3, np.arange(50), default_parameters())
+        p = individual_parameters(values, covariates, 3)
+        np.testing.assert_allclose(p[:, D["chemosensitivity_other"]], factor * covariates.chemosensitivity ** 0.3)
+        np.testing.assert_allclose(p[:, D["chemosensitivity"]], factor * covariates.chemosensitivity)
+
+
 def test_leukemia_t_cell_kill_sensitivity_is_lognormal_with_the_registry_sd() -> None:
     """The patient's sensitivity of leukemic cells to T-cell killing: median 1, log SD from the registry
     (Kolmogorov-Smirnov against the normal law), and the same for a patient id in any cohort."""
@@ -304,6 +315,36 @@ def test_leukemia_t_cell_kill_sensitivity_is_lognormal_with_the_registry_sd() ->
     assert stats.kstest(logs, "norm", args=(0.0, 0.9)).pvalue > 1e-3
     few = individual_parameters(values, draw_covariates(make_population(), 5, np.arange(7), default_parameters()), 5)
     np.testing.assert_array_equal(np.log(few[:, D["t_cell_kill_sensitivity"]]), logs[:7])
+
+
+@pytest.mark.parametrize(("disease", "median"), [("relapsed_refractory", 0.2), ("newly_diagnosed", 1.0)])
+def test_marrow_reserve_is_lognormal_around_the_disease_stage_median(disease: str, median: float) -> None:
+    """The patient's marrow reserve (factor on normal marrow regrowth): log-normal with the stage's median
+    (relapsed: the registry's, newly diagnosed: 1) and the registry's log SD (Kolmogorov-Smirnov), on its own
+    stream (the same patient id gets the same draw in any cohort); at the median where a twin assumes it."""
+    values = default_parameters().replace(marrow_reserve_relapsed_median=0.2, marrow_reserve_sd=0.7)
+    covariates = draw_covariates(make_population(disease=disease), 6, np.arange(20_000), default_parameters())
+    p = individual_parameters(values, covariates, 6)
+    logs = np.log(p[:, D["marrow_reserve"]])
+    assert stats.kstest(logs, "norm", args=(np.log(median), 0.7)).pvalue > 1e-3
+    few = individual_parameters(values, covariates.take(slice(0, 7)), 6)
+    np.testing.assert_array_equal(np.log(few[:, D["marrow_reserve"]]), logs[:7])
+    individual.latent_effects_at_median(p, values, covariates.relapsed)
+    np.testing.assert_array_equal(p[:, D["marrow_reserve"]], median)
+    np.testing.assert_array_equal(p[:, D["t_cell_kill_sensitivity"]], 1.0)
+
+
+def test_relapsed_disease_grows_by_the_registry_factor() -> None:
+    """The same patient (same random effects) has net leukemic growth ``leukemia_growth_relapsed_factor`` times
+    higher as relapsed disease than as newly diagnosed disease."""
+    values = default_parameters().replace(leukemia_growth_relapsed_factor=1.7)
+    ids = np.arange(50)
+    growth = {}
+    for disease in ("relapsed_refractory", "newly_diagnosed"):
+        covariates = draw_covariates(make_population(disease=disease), 2, ids, default_parameters())
+        growth[disease] = individual_parameters(values, covariates, 2)[:, INDEX["leukemia_net_growth"]]
+    np.testing.assert_allclose(growth["relapsed_refractory"], 1.7 * growth["newly_diagnosed"], rtol=1e-15)
+    assert np.unique(growth["newly_diagnosed"]).size == ids.size  # with its between-patient variability
 
 
 @pytest.mark.parametrize("shape", [1.0, 0.5])

@@ -143,10 +143,37 @@ def test_aieop_bfm_time_points_and_two_year_therapy() -> None:
         "hr-block-2",
         "hr-block-3",
         "hr-protocol-II",
+        "hr-protocol-II-repeat",
         "hr-maintenance",
     ]
     assert sum(phases[name].days for name in standard) == 730
     assert sum(phases[name].days for name in high_risk) == 730
+
+
+def test_leukemia_kill_of_induction_class_regimens_and_of_the_others_drive_separate_columns() -> None:
+    """Induction-class regimens (prephase, induction, reinduction) kill through the column scaled by the
+    patient's chemosensitivity, consolidation, high-risk blocks, maintenance and lymphodepleting agents through
+    the one scaled by its shared power; every regimen's other effects are unchanged."""
+    import numpy as np
+
+    from leukosim.model.layout import U_INFECTION, U_LEUKEMIA_KILL, U_LEUKEMIA_KILL_OTHER
+    from leukosim.model.registry import default_parameters
+    from leukosim.population.covariates import draw_covariates
+    from leukosim.protocol.schedule import compile_phase
+
+    parameters = default_parameters()
+    for name, phase_name, induction_class in (("aieop-bfm-2000", "protocol-IA", True),
+                                              ("aieop-bfm-2000", "protocol-M", False),
+                                              ("aieop-bfm-2000", "hr-block-1", False),
+                                              ("eliana", "lymphodepletion", False)):
+        protocol = load_protocol(name)
+        phases = protocol.arms[0].phases
+        covariates = draw_covariates(protocol.population, 1, np.arange(3), parameters)
+        drive = compile_phase(next(p for p in phases if p.name == phase_name), phases, covariates,
+                              parameters).drive
+        kill, other = drive[..., U_LEUKEMIA_KILL], drive[..., U_LEUKEMIA_KILL_OTHER]
+        assert (kill.max() > 0.0, other.max() > 0.0) == (induction_class, not induction_class), phase_name
+        assert drive[..., U_INFECTION].max() > 0.0
 
 
 # --------------------------------------------------------------------------------------------- schema, hash

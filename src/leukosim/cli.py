@@ -181,6 +181,9 @@ def calibrate(
     rounds: int = typer.Option(CalibrationSettings.descent_rounds, "--descent-rounds", min=0,
                                help="rounds of screening descent before the search (each: screen, then keep the "
                                     "moves that lower the loss, best first)"),
+    final_factor: float = typer.Option(CalibrationSettings.final_screen_factor, "--final-screen-factor", min=1.01,
+                                       help="smallest screening factor: a descent round that keeps no move is "
+                                            "followed by one at the square root of its factor, down to this"),
     reproduce: Path = typer.Option(None, "--reproduce", help="re-run with the settings recorded in this file"),
 ) -> None:
     """Fit the calibratable parameters jointly to every calibration protocol's targets."""
@@ -194,7 +197,7 @@ def calibrate(
             _fail(f"{reproduce}: no usable calibration settings ({error})")
     else:
         settings = CalibrationSettings(name=out.stem, n_patients=patients, max_evaluations=evaluations, seed=seed,
-                                       start=start, descent_rounds=rounds)
+                                       start=start, descent_rounds=rounds, final_screen_factor=final_factor)
     try:
         load_parameter_set(settings.start)
     except ParameterSetError as error:

@@ -11,7 +11,9 @@ Three stages, all on the objective of :mod:`leukosim.calibration.objective` with
    a lever), then the most sensitive others (more would be poorly identified with this budget).
 2. **Screening descent** (``descent_rounds``): the screening moves that lowered the data loss are taken one at
    a time, best first, each kept only if the loss with the prior falls (:func:`screening_descent`); then
-   screening again from the point reached, until a round keeps nothing. The parameters moved join the fit.
+   screening again from the point reached. A round that keeps nothing halves the step (in decades) down to
+   ``final_screen_factor``; a round at that factor that keeps nothing ends the descent. The parameters moved
+   join the fit.
 3. **Fit** (optional, ``max_evaluations`` > 0): CMA-ES (the ``cma`` package, seeded, so a fit is reproducible)
    on the fitted parameters' log10 deviations, within their bounds (registry bounds, else three decades either
    side).
@@ -40,7 +42,7 @@ from ..protocol.schema import Protocol
 from .objective import PRIOR_SD_DECADES, CalibrationObjective
 from ..notice import NOTICE
 
-__all__ = ["CalibrationSettings", "calibrate", "calibration_protocols", "screen", "screening_descent",
+__all__ = ["CalibrationSettings", "calibrate", "calibration_protocols", "descend", "screen", "screening_descent",
            "select_parameters", "settings_from_file", "write_parameter_set"]
 
 _DEFAULT_SPAN_DECADES = 3.0
@@ -66,11 +68,14 @@ class CalibrationSettings:
     base: str = LITERATURE
     #: the parameter set (shipped name or file) whose values start the screening and the search; the prior
     #: stays centred on ``base``
-    start: str = "calibrated-0.3"
+    start: str = "calibrated-0.4"
     #: rounds of screening descent before the search: screen at the current point, then take the screening moves
     #: that lowered the data loss one at a time, best first, each kept if it lowers the loss with the prior;
     #: stop early when a round keeps none. The parameters moved join the fit
-    descent_rounds: int = 4
+    descent_rounds: int = 8
+    #: smallest screening factor of the descent: a round that keeps no move is followed by one at the square
+    #: root of its factor, down to this one (equal to ``screen_factor``: one step size throughout)
+    final_screen_factor: float = 1.5
 
 
 def calibration_protocols(names: tuple[str, ...] = ()) -> list[Protocol]:
@@ -175,6 +180,29 @@ def screening_descent(objective: CalibrationObjective, x0: np.ndarray, screening
     return x, best
 
 
+def descend(objective: CalibrationObjective, start: np.ndarray, screen_factor: float, final_screen_factor: float,
+            rounds: int, progress: Callable[[str], None] | None = None
+            ) -> tuple[np.ndarray, tuple[pd.DataFrame, np.ndarray, np.ndarray]]:
+    """Up to ``rounds`` rounds of :func:`screening_descent` from ``start``, each after a :func:`screen` at the
+    current point; a round that keeps no move is followed by one at the square root of its factor (down to
+    ``final_screen_factor``), and one at that factor that keeps nothing ends the descent. Returns the point
+    reached and the last screening at ``screen_factor`` (identifiability is judged at that factor)."""
+    point, factor = np.asarray(start, dtype=float), screen_factor
+    for round_ in range(rounds + 1):
+        screened = screen(objective, factor, point, progress)
+        if factor == screen_factor:
+            identifiability = screened
+        if round_ == rounds:
+            break
+        reached, _ = screening_descent(objective, point, screened[0], factor, progress)
+        if np.array_equal(reached, point):
+            if factor <= final_screen_factor:
+                break
+            factor = max(final_screen_factor, math.sqrt(factor))
+        point = reached
+    return point, identifiability
+
+
 def _report_targets(before: pd.DataFrame, after: pd.DataFrame) -> list[dict[str, object]]:
     rows = []
     for b, a in zip(before.itertuples(), after.itertuples()):
@@ -207,15 +235,9 @@ def calibrate(settings: CalibrationSettings, progress: Callable[[str], None] | N
         screener = CalibrationObjective(protocols, calibratable, settings.n_patients, settings.seed,
                                         prior_sd_decades=settings.prior_sd_decades)
         origin = start_decades(calibratable)
-        point = origin
-        for round_ in range(settings.descent_rounds + 1):
-            screening, effects, base_losses = screen(screener, settings.screen_factor, point, progress)
-            if round_ == settings.descent_rounds:
-                break
-            reached, _ = screening_descent(screener, point, screening, settings.screen_factor, progress)
-            if np.array_equal(reached, point):
-                break
-            point = reached
+        point, (screening, effects, base_losses) = descend(screener, origin, settings.screen_factor,
+                                                           settings.final_screen_factor, settings.descent_rounds,
+                                                           progress)
         names = select_parameters(screening, effects, base_losses, settings.min_sensitivity,
                                   settings.max_parameters)
         descended = {n: float(d) for n, d, d0 in zip(calibratable, point, origin) if d != d0}
@@ -289,4 +311,5 @@ def settings_from_file(path: str | Path) -> CalibrationSettings:
     """The settings recorded in a parameter-set file, to reproduce it."""
     recorded = json.loads(Path(path).read_text())["settings"]
     recorded.setdefault("descent_rounds", 0)  # sets calibrated before screening descent existed had none
+    recorded.setdefault("final_screen_factor", recorded["screen_factor"])  # ... and one step size
     return CalibrationSettings(**{k: tuple(v) if isinstance(v, list) else v for k, v in recorded.items()})

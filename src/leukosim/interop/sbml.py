@@ -39,7 +39,8 @@ from ..model.disease import CD19_POSITIVE, CD22_POSITIVE, CLASS_NAMES
 from ..model.layout import (
     B_CAR_CELLS, B_HSCT, B_INO_MG, C_ALIVE, C_BLIN_AMOUNT, C_BLIN_RATE, C_BLIN_TIME, C_CAR_PRESENT, C_HSCT_TIME,
     C_INO_FIRST, D, DERIVED_NAMES, N_CLASSES, S_CAR_EFFECTOR, S_CAR_EXHAUSTED, S_CAR_MEMORY, S_EXTINCTION,
-    S_LEUKEMIA, STATE_NAMES, U_B_KILL, U_BLIN_RATE, U_INFECTION, U_LEUKEMIA_KILL, U_MARROW_KILL, U_T_KILL,
+    S_LEUKEMIA, STATE_NAMES, U_B_KILL, U_BLIN_RATE, U_INFECTION, U_LEUKEMIA_KILL, U_LEUKEMIA_KILL_OTHER,
+    U_MARROW_KILL, U_T_KILL,
 )
 from ..model.registry import INDEX, PARAMETERS, ParameterSet
 from ..model.rhs import SOS_WINDOW_DAYS
@@ -84,7 +85,8 @@ _DERIVED_IDS = {name: f"{name}_individual" if name in INDEX else name for name i
 #: SBML ids of the piecewise-constant drive (``layout.U_*``) set by the dosing events; blinatumomab is handled
 #: by re-anchoring its analytic PK (``blin_rate``).
 DRIVE_IDS = {U_LEUKEMIA_KILL: "drive_leukemia_kill", U_T_KILL: "drive_t_cell_kill", U_B_KILL: "drive_b_cell_kill",
-             U_MARROW_KILL: "drive_marrow_kill", U_INFECTION: "drive_infection_hazard"}
+             U_MARROW_KILL: "drive_marrow_kill", U_INFECTION: "drive_infection_hazard",
+             U_LEUKEMIA_KILL_OTHER: "drive_leukemia_kill_other"}
 #: Units and meaning of the derived per-patient quantities the model reads (population/individual.py).
 _DERIVED: dict[str, tuple[str, str]] = {
     "weight_kg": ("kg", "body weight (covariate)"),
@@ -99,10 +101,13 @@ _DERIVED: dict[str, tuple[str, str]] = {
     "ino_clearance_time": ("L/day", "inotuzumab time-dependent clearance scaled by lean body mass"),
     "ino_decay": ("1/day", "decay of the time-dependent clearance (peripheral blasts, age)"),
     "ino_central_volume": ("L", "inotuzumab central volume scaled by lean body mass"),
-    "chemosensitivity": ("-", "chemosensitivity (covariate)"),
+    "chemosensitivity": ("-", "chemosensitivity to induction-class regimens (covariate x disease-stage factor)"),
+    "chemosensitivity_other": ("-", "chemosensitivity to the other regimens and agents (covariate ^ "
+                                    "chemosensitivity_shared_exponent x disease-stage factor)"),
     "t_cell_fitness": ("-", "T-cell fitness (covariate)"),
     "t_cell_kill_sensitivity": ("-", "sensitivity of the patient's leukemia to T-cell killing (random effect)"),
     "prior_hsct": ("-", "1 after a prior allogeneic transplant (covariate)"),
+    "marrow_reserve": ("-", "factor on normal_marrow_regrowth (disease-stage median x random effect)"),
 }
 _STATE_UNITS = {"ino_central_mg": "mg", "ino_peripheral_mg": "mg"}  # every other state is dimensionless
 
@@ -164,7 +169,8 @@ def _rules() -> tuple[list[tuple[str, str, str]], dict[str, str]]:
         # leukemia (disease.py)
         ("leukemia_birth", "1/day", ("(leukemia_net_growth + leukemia_death_rate) "
                                      "* max(0, 1 - total_leukemia / marrow_capacity)")),
-        ("chemo_kill", "1/day", f"{DRIVE_IDS[U_LEUKEMIA_KILL]} * chemosensitivity"),
+        ("chemo_kill", "1/day", (f"{DRIVE_IDS[U_LEUKEMIA_KILL]} * chemosensitivity "
+                                 f"+ {DRIVE_IDS[U_LEUKEMIA_KILL_OTHER]} * chemosensitivity_other")),
         ("ino_kill", "1/day", "ino_kill_max * emax(ino_concentration, ino_ec50)"),
         ("ino_kill_cd22_low", "1/day", "ino_kill_max * emax(ino_concentration, ino_ec50 * ino_ec50_cd22_low_factor)"),
     ]
@@ -211,8 +217,8 @@ def _rules() -> tuple[list[tuple[str, str, str]], dict[str, str]]:
     ]
     car = "car_present > 0.5"
     rates |= {
-        "ln_normal_marrow": f"normal_marrow_regrowth * (1 - (total_leukemia + normal_marrow + b_precursor) "
-                            f"/ marrow_capacity) - {DRIVE_IDS[U_MARROW_KILL]}",
+        "ln_normal_marrow": f"normal_marrow_regrowth * marrow_reserve * (1 - (total_leukemia + normal_marrow "
+                            f"+ b_precursor) / marrow_capacity) - {DRIVE_IDS[U_MARROW_KILL]}",
         "ln_b_precursor": f"b_production / b_precursor - b_maturation_rate - b_precursor_apoptosis "
                           f"- {DRIVE_IDS[U_B_KILL]} - b_immune_kill_marrow - ino_kill",
         "ln_b_mature": f"b_maturation_rate * b_precursor / b_mature - b_mature_death - {DRIVE_IDS[U_B_KILL]} "

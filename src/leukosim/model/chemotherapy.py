@@ -1,7 +1,11 @@
 """Chemotherapy as block-wise kill: each regimen of a protocol phase kills leukemia (scaled by the
 patient's chemosensitivity), T cells, B cells and normal haematopoiesis at constant rates while it runs,
 and raises the hazard of death from infection. Lymphodepleting agents (fludarabine, cyclophosphamide)
-act on the day of each dose, in proportion to the dose in mg/m2."""
+act on the day of each dose, in proportion to the dose in mg/m2.
+
+The patient's chemosensitivity is the one measured by the response to induction (glucocorticoid,
+vincristine, anthracycline, asparaginase: the ``INDUCTION_CLASS`` regimens); on the other regimens and agents
+(antimetabolites, alkylators) it applies raised to ``chemosensitivity_shared_exponent``."""
 
 from __future__ import annotations
 
@@ -39,6 +43,8 @@ def _bounds(effect: str, value: float) -> tuple[float, float] | None:
 # per reference dose on the day of administration: leukemia, T, B, marrow kill (1/day); infection hazard
 #: Regimens a protocol may name (the schema's ``regimen`` values must match).
 REGIMENS = tuple(_REGIMEN_VALUES)
+#: Regimens built on the induction drugs (glucocorticoid, vincristine, anthracycline, asparaginase).
+INDUCTION_CLASS = ("prephase", "induction", "reinduction")
 
 _AGENT_VALUES = {
     "fludarabine": (30.0, (0.10, 1.20, 1.20, 0.20, 1.0e-4)),
@@ -61,4 +67,10 @@ PARAMETERS = tuple(
     Parameter(f"{agent}_reference_dose", reference, "mg/m2", "Kymriah label lymphodepletion dose [P]", False,
               f"reference daily dose of {agent}")
     for agent, (reference, _) in _AGENT_VALUES.items()
+) + (
+    Parameter("chemosensitivity_shared_exponent", 1.0, "-", "assumption [U]: 1 = one sensitivity to every drug "
+              "class; direction: in vitro resistance of childhood ALL is drug-class specific (relapsed blasts "
+              "resist prednisolone 357x but other drugs 0.8-1.9x, Klumper 1995 Blood 86:3861 [P])", True,
+              "exponent of the patient's chemosensitivity on the regimens outside the induction class and on "
+              "lymphodepleting agents (0: the induction response says nothing about them)", bounds=(0.05, 1.0)),
 )

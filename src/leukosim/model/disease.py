@@ -32,9 +32,10 @@ PARAMETERS = (
     Parameter("t_cell_kill_sensitivity_sd", 0.7, "log", "assumption [U]; direction: leukemia-intrinsic resistance "
               "to T-cell killing shared by blinatumomab and CAR-T (prior blinatumomab non-response predicts "
               "post-CAR failure, Myers JCO 2022 [P]); non-responders expand CAR-T nearly as well as responders "
-              "(Cmax ratio 1.74, Mueller 2017 [P])", True,
+              "(Cmax ratio 1.74, Mueller 2017 [P]); upper bound: a factor 2,500 between the 2.5th and 97.5th "
+              "centiles (1.0 allowed 50; the spread is not measured)", True,
               "SD of the patient's log sensitivity of leukemic cells to T-cell-mediated killing (CAR-T and "
-              "blinatumomab; median 1)", bounds=(0.05, 1.0)),
+              "blinatumomab; median 1)", bounds=(0.05, 2.0)),
     Parameter("switch_cd19_loss", 1.0e-12, "1/day", "none: calibrate to CD19- relapse share (Lamble 2023) [U]",
               True, "rate of CD19 loss per CD19+CD22+ cell", bounds=(1e-15, 1e-6)),
     Parameter("switch_cd22_low", 1.0e-12, "1/day", "none: calibrate (CD22 modulation, Front Immunol 2023) [U]", True,
@@ -44,9 +45,26 @@ PARAMETERS = (
     Parameter("blood_to_marrow_mrd_ratio", 0.1, "-", "BCP-ALL PB MRD ~1 log below BM (cuni.cz abstract) [P]", True,
               "MRD in peripheral blood relative to marrow"),
     Parameter("normal_marrow_regrowth", 0.15, "1/day", "assumption: neutrophil recovery 2-3 weeks after a block [U]",
-              True, "regrowth rate of normal haematopoiesis into free marrow space"),
-    Parameter("count_recovery_fraction", 0.5, "-", "assumption: ANC >= 1000/uL ~ half of normal output [U]", True,
-              "normal haematopoiesis (fraction of its capacity) that counts as count recovery (CR vs CRi)"),
+              True, "regrowth rate of normal haematopoiesis into free marrow space at marrow reserve 1 (the "
+              "newly diagnosed median)"),
+    Parameter("count_recovery_fraction", 0.5, "-", "assumption: ANC >= 1000/uL ~ half of normal output [U]; "
+              "bounds: the CR thresholds (ANC >= 1000/uL, platelets >= 100e9/L) are 0.2-0.8 of normal paediatric "
+              "counts", True,
+              "normal haematopoiesis (fraction of its capacity) that counts as count recovery (CR vs CRi)",
+              bounds=(0.2, 0.8)),
+    Parameter("marrow_reserve_relapsed_median", 0.5, "-", "assumption [U]; direction: prior therapy and "
+              "transplant leave less marrow reserve; CRi is a third to a half of responses in the relapsed "
+              "trials of the calibration set (AALL1621 9 of 28, blinatumomab phase 1/2, ELIANA)", True,
+              "median marrow reserve of relapsed or refractory disease (newly diagnosed = 1): factor on "
+              "normal_marrow_regrowth", bounds=(0.05, 1.0)),
+    Parameter("marrow_reserve_sd", 0.5, "log", "assumption [U]", True,
+              "SD of the patient's log marrow reserve", bounds=(0.05, 1.5)),
+    Parameter("leukemia_growth_relapsed_factor", 1.0, "-", "assumption [U]: the growth measurement "
+              "(leukemia_net_growth) does not separate disease stages; relapsed disease is the part that "
+              "survived therapy, and its net growth relative to newly diagnosed disease is not measured in the "
+              "reference set", True,
+              "net growth of relapsed or refractory leukemia relative to newly diagnosed (factor on "
+              "leukemia_net_growth)", bounds=(0.5, 4.0)),
 )
 
 

@@ -44,19 +44,20 @@ DERIVED_NAMES = (
     "b_mature_normal", "t_normal", "lymphocyte_space", "marrow_normal", "blin_elimination", "blin_volume",
     "ino_clearance_ss", "ino_clearance_time", "ino_decay", "ino_central_volume", "chemosensitivity",
     "t_cell_fitness", "crs_susceptibility", "icans_susceptibility", "prior_hsct", "wbc_per_uL",
-    "t_cell_kill_sensitivity",
+    "t_cell_kill_sensitivity", "marrow_reserve", "chemosensitivity_other",
 )
 D = {name: N_REGISTRY + i for i, name in enumerate(DERIVED_NAMES)}
 N_PATIENT = N_REGISTRY + len(DERIVED_NAMES)
 
 # --- drive: constant between schedule breakpoints -----------------------------------------------
 U_BLIN_RATE = 0  # ug/day
-U_LEUKEMIA_KILL = 1  # 1/day (before chemosensitivity)
+U_LEUKEMIA_KILL = 1  # 1/day, induction-class regimens (before chemosensitivity; model/chemotherapy.py)
 U_T_KILL = 2
 U_B_KILL = 3
 U_MARROW_KILL = 4
 U_INFECTION = 5  # 1/day death hazard
-N_DRIVE = 6
+U_LEUKEMIA_KILL_OTHER = 6  # 1/day, the other regimens and agents (before their chemosensitivity)
+N_DRIVE = 7
 
 # --- boluses applied at a breakpoint ---------------------------------------------------------------
 B_INO_MG = 0

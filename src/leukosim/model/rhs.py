@@ -24,7 +24,7 @@ from .layout import (
     D, N_CLASSES, N_LN_STATES, S_B_MATURE, S_B_PRECURSOR, S_CAR_EFFECTOR,
     S_CAR_EXHAUSTED, S_CAR_MEMORY, S_EXTINCTION, S_HAZARD_INFECTION, S_HAZARD_SOS, S_HAZARD_TRM,
     S_INO_CENTRAL, S_INO_PERIPHERAL, S_LEUKEMIA, S_LIVER_INJURY, S_MARROW, S_T_ACTIVE, S_T_RESTING,
-    U_B_KILL, U_INFECTION, U_LEUKEMIA_KILL, U_MARROW_KILL, U_T_KILL,
+    U_B_KILL, U_INFECTION, U_LEUKEMIA_KILL, U_LEUKEMIA_KILL_OTHER, U_MARROW_KILL, U_T_KILL,
 )
 from .registry import INDEX
 from .t_cells import hill
@@ -99,9 +99,11 @@ _INO_CLT = D["ino_clearance_time"]
 _INO_KDES = D["ino_decay"]
 _INO_VC = D["ino_central_volume"]
 _CHEMOSENS = D["chemosensitivity"]
+_CHEMOSENS_OTHER = D["chemosensitivity_other"]
 _FITNESS = D["t_cell_fitness"]
 _T_KILL_SENS = D["t_cell_kill_sensitivity"]
 _PRIOR_HSCT = D["prior_hsct"]
+_MARROW_RESERVE = D["marrow_reserve"]
 
 SOS_WINDOW_DAYS = 21.0  # modified Seattle / Baltimore windows after HSCT (calibration_targets C5)
 #: length of the ``work`` scratch array of ``derivatives`` (float64)
@@ -197,7 +199,7 @@ def derivatives(t: float, y: np.ndarray, p: np.ndarray, u: np.ndarray, c: np.nda
 
     # leukemia (disease.py) and its extinction layer (engine/extinction.py)
     birth = leukemia_birth_rate(p[_NET_GROWTH], p[_DEATH], total_leukemia / capacity)
-    chemo = u[U_LEUKEMIA_KILL] * p[_CHEMOSENS]
+    chemo = u[U_LEUKEMIA_KILL] * p[_CHEMOSENS] + u[U_LEUKEMIA_KILL_OTHER] * p[_CHEMOSENS_OTHER]
     ino_effect = p[_INO_KILL] * emax(ino, p[_INO_EC50])
     ino_effect_low = p[_INO_KILL] * emax(ino, p[_INO_EC50] * p[_INO_LOW])
     switch = (0.0, p[_SW19], p[_SW22], p[_SWLS])
@@ -224,7 +226,7 @@ def derivatives(t: float, y: np.ndarray, p: np.ndarray, u: np.ndarray, c: np.nda
 
     # normal haematopoiesis and B lineage (disease.py, b_lineage.py)
     free_marrow = 1.0 - (total_leukemia + marrow + b_pre) / capacity
-    dy[S_MARROW] = p[_MARROW_REGROWTH] * free_marrow - u[U_MARROW_KILL]
+    dy[S_MARROW] = p[_MARROW_REGROWTH] * p[_MARROW_RESERVE] * free_marrow - u[U_MARROW_KILL]
     b_source = p[_B_SOURCE] * min(1.0, marrow / p[_MARROW_NORMAL]) * max(0.0, 1.0 - total_leukemia / capacity)
     b_immune_marrow = car_kill + blin_marrow_kill
     b_immune_blood = car_kill + blin_blood_kill

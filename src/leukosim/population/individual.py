@@ -12,7 +12,8 @@ from ..model.registry import INDEX, PARAMETERS, ParameterSet
 from .covariates import Covariates
 from .streams import Stream, standard_normals
 
-__all__ = ["IIV_OMEGA", "individual_parameters", "lean_body_mass_kg", "parameters_from_etas", "random_effects"]
+__all__ = ["IIV_OMEGA", "individual_parameters", "lean_body_mass_kg", "latent_effects_at_median",
+           "parameters_from_etas", "random_effects"]
 
 #: PB blasts relative to marrow blast fraction x WBC (assumption [U]) for the inotuzumab kdes covariate.
 _PB_BLAST_SHARE = 0.5
@@ -42,6 +43,20 @@ def _normals(seed: int, patient_ids: NDArray[np.int64], name: str) -> NDArray[np
     return standard_normals(seed, patient_ids, Stream.named(f"parameters/{name}"))
 
 
+def _typical_marrow_reserve(parameters: ParameterSet, relapsed: NDArray[np.bool_]) -> NDArray[np.float64]:
+    """Median marrow reserve of each patient's disease stage (factor on normal_marrow_regrowth; newly
+    diagnosed = 1)."""
+    return np.where(relapsed, parameters["marrow_reserve_relapsed_median"], 1.0)
+
+
+def latent_effects_at_median(p: NDArray[np.float64], parameters: ParameterSet,
+                             relapsed: NDArray[np.bool_]) -> None:
+    """Set, in place, the per-patient effects no observation informs (the leukemia's sensitivity to T-cell
+    killing, the marrow reserve) to the medians of their laws, as a digital twin assumes them."""
+    p[:, D["t_cell_kill_sensitivity"]] = 1.0
+    p[:, D["marrow_reserve"]] = _typical_marrow_reserve(parameters, relapsed)
+
+
 def individual_parameters(parameters: ParameterSet, covariates: Covariates, seed: int) -> NDArray[np.float64]:
     """Per-patient parameter matrix (patients x ``layout.N_PATIENT``) of run ``seed``: random effects from
     :func:`random_effects`, applied by :func:`parameters_from_etas`."""
@@ -52,9 +67,10 @@ def parameters_from_etas(parameters: ParameterSet, covariates: Covariates, etas:
                          seed: int) -> NDArray[np.float64]:
     """Per-patient parameter matrix (patients x ``layout.N_PATIENT``) for given random effects ``etas``
     (patients x registry parameters, log scale): value = typical x exp(eta) for each registry parameter with
-    ``iiv_cv`` > 0 (other columns of ``etas`` are ignored), then the derived quantities named in
-    ``layout.DERIVED_NAMES``. CRS/ICANS susceptibilities and the leukemia's sensitivity to T-cell killing are
-    drawn for (``seed``, patient id)."""
+    ``iiv_cv`` > 0 (other columns of ``etas`` are ignored; relapsed disease grows
+    ``leukemia_growth_relapsed_factor`` times faster), then the derived quantities named in
+    ``layout.DERIVED_NAMES``. CRS/ICANS susceptibilities, the leukemia's sensitivity to T-cell killing and the
+    marrow reserve are drawn for (``seed``, patient id)."""
     ids = covariates.patient_id
     n = ids.size
     etas = np.asarray(etas, dtype=np.float64)
@@ -64,6 +80,8 @@ def parameters_from_etas(parameters: ParameterSet, covariates: Covariates, etas:
     typical = parameters.array()
     for index in range(N_REGISTRY):
         out[:, index] = typical[index] * np.exp(etas[:, index]) if IIV_OMEGA[index] > 0.0 else typical[index]
+    out[:, INDEX["leukemia_net_growth"]] *= np.where(covariates.relapsed,
+                                                     parameters["leukemia_growth_relapsed_factor"], 1.0)
 
     def value(name: str) -> NDArray[np.float64]:
         return out[:, INDEX[name]]
@@ -81,6 +99,7 @@ def parameters_from_etas(parameters: ParameterSet, covariates: Covariates, etas:
     blin_bsa = bsa / value("blin_reference_bsa")
     blin_clearance = value("blin_clearance") * blin_bsa ** value("blin_clearance_bsa_exponent")
     blin_volume = value("blin_volume") * blin_bsa
+    stage_sensitivity = np.where(covariates.relapsed, value("chemosensitivity_relapsed"), 1.0)
     derived = {
         "weight_kg": weight,
         "age_years": age,
@@ -99,8 +118,9 @@ def parameters_from_etas(parameters: ParameterSet, covariates: Covariates, etas:
         "ino_decay": value("ino_decay_rate") * (pb_blasts / 0.352) ** value("ino_decay_blast_exponent")
         * (age / 60.0) ** value("ino_decay_age_exponent"),
         "ino_central_volume": value("ino_central_volume") * lbm_ratio ** value("ino_central_volume_lbm_exponent"),
-        "chemosensitivity": covariates.chemosensitivity
-        * np.where(covariates.relapsed, value("chemosensitivity_relapsed"), 1.0),
+        "chemosensitivity": covariates.chemosensitivity * stage_sensitivity,
+        "chemosensitivity_other": covariates.chemosensitivity ** value("chemosensitivity_shared_exponent")
+        * stage_sensitivity,
         "t_cell_fitness": covariates.t_cell_fitness,
         "crs_susceptibility": np.exp(value("crs_susceptibility_sd")
                                      * _normals(seed, ids, "crs_susceptibility")),
@@ -110,6 +130,8 @@ def parameters_from_etas(parameters: ParameterSet, covariates: Covariates, etas:
         "wbc_per_uL": covariates.wbc_per_uL,
         "t_cell_kill_sensitivity": np.exp(value("t_cell_kill_sensitivity_sd")
                                           * _normals(seed, ids, "t_cell_kill_sensitivity")),
+        "marrow_reserve": _typical_marrow_reserve(parameters, covariates.relapsed)
+        * np.exp(value("marrow_reserve_sd") * _normals(seed, ids, "marrow_reserve")),
     }
     for name, column in D.items():
         out[:, column] = derived[name]

@@ -12,10 +12,10 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from ..model.chemotherapy import AGENTS, EFFECTS
+from ..model.chemotherapy import AGENTS, EFFECTS, INDUCTION_CLASS
 from ..model.layout import (
     B_CAR_CELLS, B_HSCT, B_INO_MG, N_BOLUS, N_DRIVE, U_B_KILL, U_BLIN_RATE, U_INFECTION, U_LEUKEMIA_KILL,
-    U_MARROW_KILL, U_T_KILL,
+    U_LEUKEMIA_KILL_OTHER, U_MARROW_KILL, U_T_KILL,
 )
 from ..model.registry import ParameterSet
 from ..population.covariates import Covariates
@@ -24,6 +24,14 @@ from .schema import DrugAdministration, Phase, Quantity, WeightBand
 __all__ = ["PhaseSchedule", "compile_phase", "resolve_phase", "Dose"]
 
 _EFFECT_DRIVE = dict(zip(EFFECTS, (U_LEUKEMIA_KILL, U_T_KILL, U_B_KILL, U_MARROW_KILL, U_INFECTION)))
+
+
+def _drive_column(effect: str, regimen: str | None) -> int:
+    """The drive column of a regimen's (None: a lymphodepleting agent's) effect: leukemia kill goes to the
+    induction-class or the other column, which the patient's chemosensitivity scales differently."""
+    if effect == "leukemia_kill" and regimen not in INDUCTION_CLASS:
+        return U_LEUKEMIA_KILL_OTHER
+    return _EFFECT_DRIVE[effect]
 
 
 @dataclass(frozen=True)
@@ -114,8 +122,9 @@ def compile_phase(phase: Phase, phases: list[Phase], covariates: Covariates,
     for drug in drugs:
         if drug.drug == "chemotherapy":
             active = span(drug.days[0] - 1.0, drug.days[1])
-            for effect, column in _EFFECT_DRIVE.items():
-                drive[:, active, column] += parameters[f"chemo_{drug.regimen}_{effect}"] * drug.intensity
+            for effect in EFFECTS:
+                drive[:, active, _drive_column(effect, drug.regimen)] += (parameters[f"chemo_{drug.regimen}_{effect}"]
+                                                                          * drug.intensity)
             doses.append(Dose(drug.days[0] - 1.0, f"chemotherapy:{drug.regimen}",
                               np.full(n, drug.intensity), "intensity", drug.days[1] - drug.days[0] + 1.0))
             continue
@@ -136,9 +145,9 @@ def compile_phase(phase: Phase, phases: list[Phase], covariates: Covariates,
                 assert drug.drug in AGENTS
                 per_m2 = amount / covariates.bsa_m2
                 ratio = per_m2 / parameters[f"{drug.drug}_reference_dose"]
-                for effect, column in _EFFECT_DRIVE.items():
-                    drive[:, span(day - 1.0, float(day)), column] += (parameters[f"{drug.drug}_{effect}"]
-                                                                      * ratio)[:, None]
+                for effect in EFFECTS:
+                    drive[:, span(day - 1.0, float(day)), _drive_column(effect, None)] += (
+                        parameters[f"{drug.drug}_{effect}"] * ratio)[:, None]
                 doses.append(Dose(day - 1.0, drug.drug, amount, "mg"))
     transplanted = (covariates.hsct_access_quantile < parameters["hsct_access_probability"]).astype(np.float64)
     for proc in procedures:
