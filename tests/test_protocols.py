@@ -8,9 +8,13 @@ import pickle
 from importlib import resources
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
+from leukosim.model.layout import U_INFECTION, U_LEUKEMIA_KILL, U_LEUKEMIA_KILL_OTHER
+from leukosim.model.registry import default_parameters
+from leukosim.population.covariates import draw_covariates
 from leukosim.protocol.load import (
     ProtocolError,
     bundled_protocols,
@@ -19,6 +23,7 @@ from leukosim.protocol.load import (
     protocol_hash,
     protocol_json_schema,
 )
+from leukosim.protocol.schedule import compile_phase
 from leukosim.protocol.schema import Protocol
 
 BUNDLED = ["aall1331", "aall1621", "aieop-bfm-2000", "all-rez-bfm-87", "blina-rr-peds", "chop-ctl019", "eliana"]
@@ -154,13 +159,6 @@ def test_leukemia_kill_of_induction_class_regimens_and_of_the_others_drive_separ
     """Induction-class regimens (prephase, induction, reinduction) kill through the column scaled by the
     patient's chemosensitivity, consolidation, high-risk blocks, maintenance and lymphodepleting agents through
     the one scaled by its shared power; every regimen's other effects are unchanged."""
-    import numpy as np
-
-    from leukosim.model.layout import U_INFECTION, U_LEUKEMIA_KILL, U_LEUKEMIA_KILL_OTHER
-    from leukosim.model.registry import default_parameters
-    from leukosim.population.covariates import draw_covariates
-    from leukosim.protocol.schedule import compile_phase
-
     parameters = default_parameters()
     for name, phase_name, induction_class in (("aieop-bfm-2000", "protocol-IA", True),
                                               ("aieop-bfm-2000", "protocol-M", False),

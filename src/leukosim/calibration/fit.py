@@ -70,8 +70,8 @@ class CalibrationSettings:
     #: stays centred on ``base``
     start: str = "calibrated-0.4"
     #: rounds of screening descent before the search: screen at the current point, then take the screening moves
-    #: that lowered the data loss one at a time, best first, each kept if it lowers the loss with the prior;
-    #: stop early when a round keeps none. The parameters moved join the fit
+    #: that lowered the data loss one at a time, best first, each kept if it lowers the loss with the prior
+    #: (see :func:`descend` for the step and when it stops early). The parameters moved join the fit
     descent_rounds: int = 8
     #: smallest screening factor of the descent: a round that keeps no move is followed by one at the square
     #: root of its factor, down to this one (equal to ``screen_factor``: one step size throughout)

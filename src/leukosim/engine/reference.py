@@ -25,8 +25,8 @@ from ..protocol.schema import Arm, Protocol
 from .initial import initial_state
 from .integrator import MAX_RESAMPLES, _apply_bolus, _reanchor_blinatumomab
 
-__all__ = ["DeterministicCourse", "course_of", "deterministic_course", "path_schedule", "responder_path",
-           "solve_patient", "switch_off_stochastic_layers"]
+__all__ = ["DeterministicCourse", "course_of", "deterministic_course", "responder_path", "solve_patient",
+           "switch_off_stochastic_layers"]
 
 #: Responses a complete responder (CR, MRD negative at every assessment) satisfies in a decision condition.
 _RESPONDER_MATCHES = ("CR", "CR_or_CRi")
@@ -123,16 +123,6 @@ def course_of(protocol: Protocol, arm: Arm, covariates: Covariates, p: NDArray[n
                          f"(phases: {', '.join(by_name)})")
     y0, c0 = initial_state(p, covariates, seed)
     switch_off_stochastic_layers(p, c0)
-    times, drive, bolus, t_end = path_schedule(arm, phases, covariates, parameters)
-    return DeterministicCourse(protocol.name, arm.name, tuple(phases), seed, ids, y0, p, c0, times, drive, bolus,
-                               t_end)
-
-
-def path_schedule(arm: Arm, phases: Sequence[str], covariates: Covariates, parameters: ParameterSet
-                  ) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64], float]:
-    """Breakpoints (days from the start of the first phase), drive and boluses (patients x breakpoints x
-    columns) of ``phases`` of ``arm`` back to back for ``covariates``, and the day the last phase ends."""
-    by_name = {phase.name: phase for phase in arm.phases}
     times, drive, bolus = [], [], []
     offset = 0.0
     for name in phases:
@@ -141,7 +131,9 @@ def path_schedule(arm: Arm, phases: Sequence[str], covariates: Covariates, param
         drive.append(schedule.drive)
         bolus.append(schedule.bolus)
         offset += by_name[name].days
-    return np.concatenate(times), np.concatenate(drive, axis=1), np.concatenate(bolus, axis=1), offset
+    return DeterministicCourse(protocol.name, arm.name, tuple(phases), seed, ids, y0, p, c0,
+                               np.concatenate(times), np.concatenate(drive, axis=1),
+                               np.concatenate(bolus, axis=1), offset)
 
 
 def solve_patient(y0: NDArray, p: NDArray, c0: NDArray, times: NDArray, drive: NDArray, bolus: NDArray,

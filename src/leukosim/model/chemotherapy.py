@@ -40,12 +40,13 @@ def _bounds(effect: str, value: float) -> tuple[float, float] | None:
     81-fold, 10% deaths within three days of lymphodepletion; toxic deaths of Flu/Cy are rare)."""
     return (value / 10.0, value * 3.0) if effect == "infection_hazard" else None
 
-# per reference dose on the day of administration: leukemia, T, B, marrow kill (1/day); infection hazard
+
 #: Regimens a protocol may name (the schema's ``regimen`` values must match).
 REGIMENS = tuple(_REGIMEN_VALUES)
 #: Regimens built on the induction drugs (glucocorticoid, vincristine, anthracycline, asparaginase).
 INDUCTION_CLASS = ("prephase", "induction", "reinduction")
 
+# per reference dose on the day of administration: leukemia, T, B, marrow kill (1/day); infection hazard
 _AGENT_VALUES = {
     "fludarabine": (30.0, (0.10, 1.20, 1.20, 0.20, 1.0e-4)),
     "cyclophosphamide": (500.0, (0.40, 0.80, 0.80, 0.50, 1.0e-4)),

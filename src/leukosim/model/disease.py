@@ -48,13 +48,14 @@ PARAMETERS = (
               True, "regrowth rate of normal haematopoiesis into free marrow space at marrow reserve 1 (the "
               "newly diagnosed median)"),
     Parameter("count_recovery_fraction", 0.5, "-", "assumption: ANC >= 1000/uL ~ half of normal output [U]; "
-              "bounds: the CR thresholds (ANC >= 1000/uL, platelets >= 100e9/L) are 0.2-0.8 of normal paediatric "
-              "counts", True,
+              "bounds 0.2-0.8 [U] around the CR thresholds against normal paediatric counts (ANC 1000 of "
+              "1500-8000/uL, platelets 100 of 150-450e9/L: 0.13-0.67)", True,
               "normal haematopoiesis (fraction of its capacity) that counts as count recovery (CR vs CRi)",
               bounds=(0.2, 0.8)),
     Parameter("marrow_reserve_relapsed_median", 0.5, "-", "assumption [U]; direction: prior therapy and "
-              "transplant leave less marrow reserve; CRi is a third to a half of responses in the relapsed "
-              "trials of the calibration set (AALL1621 9 of 28, blinatumomab phase 1/2, ELIANA)", True,
+              "transplant leave less marrow reserve; CRi is a quarter to over a half of responses in the "
+              "relapsed trials of the calibration set (ELIANA 1 - 0.63/0.82 = 0.23, AALL1621 9 of 28 = 0.32, "
+              "blinatumomab phase 1/2 1 - 0.17/0.386 = 0.56)", True,
               "median marrow reserve of relapsed or refractory disease (newly diagnosed = 1): factor on "
               "normal_marrow_regrowth", bounds=(0.05, 1.0)),
     Parameter("marrow_reserve_sd", 0.5, "log", "assumption [U]", True,

@@ -43,10 +43,9 @@ def _normals(seed: int, patient_ids: NDArray[np.int64], name: str) -> NDArray[np
     return standard_normals(seed, patient_ids, Stream.named(f"parameters/{name}"))
 
 
-def _typical_marrow_reserve(parameters: ParameterSet, relapsed: NDArray[np.bool_]) -> NDArray[np.float64]:
-    """Median marrow reserve of each patient's disease stage (factor on normal_marrow_regrowth; newly
-    diagnosed = 1)."""
-    return np.where(relapsed, parameters["marrow_reserve_relapsed_median"], 1.0)
+def _stage_factor(relapsed: NDArray[np.bool_], relapsed_value: float) -> NDArray[np.float64]:
+    """A disease-stage factor per patient: ``relapsed_value`` in relapsed disease, 1 in newly diagnosed."""
+    return np.where(relapsed, relapsed_value, 1.0)
 
 
 def latent_effects_at_median(p: NDArray[np.float64], parameters: ParameterSet,
@@ -54,7 +53,7 @@ def latent_effects_at_median(p: NDArray[np.float64], parameters: ParameterSet,
     """Set, in place, the per-patient effects no observation informs (the leukemia's sensitivity to T-cell
     killing, the marrow reserve) to the medians of their laws, as a digital twin assumes them."""
     p[:, D["t_cell_kill_sensitivity"]] = 1.0
-    p[:, D["marrow_reserve"]] = _typical_marrow_reserve(parameters, relapsed)
+    p[:, D["marrow_reserve"]] = _stage_factor(relapsed, parameters["marrow_reserve_relapsed_median"])
 
 
 def individual_parameters(parameters: ParameterSet, covariates: Covariates, seed: int) -> NDArray[np.float64]:
@@ -80,8 +79,8 @@ def parameters_from_etas(parameters: ParameterSet, covariates: Covariates, etas:
     typical = parameters.array()
     for index in range(N_REGISTRY):
         out[:, index] = typical[index] * np.exp(etas[:, index]) if IIV_OMEGA[index] > 0.0 else typical[index]
-    out[:, INDEX["leukemia_net_growth"]] *= np.where(covariates.relapsed,
-                                                     parameters["leukemia_growth_relapsed_factor"], 1.0)
+    relapsed = covariates.relapsed
+    out[:, INDEX["leukemia_net_growth"]] *= _stage_factor(relapsed, parameters["leukemia_growth_relapsed_factor"])
 
     def value(name: str) -> NDArray[np.float64]:
         return out[:, INDEX[name]]
@@ -99,7 +98,7 @@ def parameters_from_etas(parameters: ParameterSet, covariates: Covariates, etas:
     blin_bsa = bsa / value("blin_reference_bsa")
     blin_clearance = value("blin_clearance") * blin_bsa ** value("blin_clearance_bsa_exponent")
     blin_volume = value("blin_volume") * blin_bsa
-    stage_sensitivity = np.where(covariates.relapsed, value("chemosensitivity_relapsed"), 1.0)
+    stage_sensitivity = _stage_factor(relapsed, parameters["chemosensitivity_relapsed"])
     derived = {
         "weight_kg": weight,
         "age_years": age,
@@ -130,7 +129,7 @@ def parameters_from_etas(parameters: ParameterSet, covariates: Covariates, etas:
         "wbc_per_uL": covariates.wbc_per_uL,
         "t_cell_kill_sensitivity": np.exp(value("t_cell_kill_sensitivity_sd")
                                           * _normals(seed, ids, "t_cell_kill_sensitivity")),
-        "marrow_reserve": _typical_marrow_reserve(parameters, covariates.relapsed)
+        "marrow_reserve": _stage_factor(relapsed, parameters["marrow_reserve_relapsed_median"])
         * np.exp(value("marrow_reserve_sd") * _normals(seed, ids, "marrow_reserve")),
     }
     for name, column in D.items():

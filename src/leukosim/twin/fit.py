@@ -6,8 +6,7 @@ Structural model: the patient's most probable course, i.e. the deterministic cou
 responder path of his arm, with blinatumomab as the data's infusion records (so with their interruptions), each
 leukemic clone extinct when its extinction probability reaches 1/2 (the median of the extinction layer; without
 it a cured patient's residual leukemia would regrow in the model), integrated by the compiled engine and
-extended with no treatment to the last observation. The path's schedule is compiled once per patient (doses
-depend on body size, not on the random effects). Observations: MRD (DVID 1, the marrow leukemic fraction;
+extended with no treatment to the last observation. Observations: MRD (DVID 1, the marrow leukemic fraction;
 times the blood-to-marrow ratio for a blood sample of the path), CAR transgene (2), B cells (3), blinatumomab
 (4) and inotuzumab (5) concentrations.
 
@@ -28,8 +27,7 @@ from scipy.optimize import minimize
 from scipy.special import log_ndtr
 
 from ..engine.integrator import N_RECORD, N_RULE_COLUMNS, RECORD_NAMES, integrate_batch
-from ..engine.initial import initial_state
-from ..engine.reference import path_schedule, responder_path, switch_off_stochastic_layers
+from ..engine.reference import course_of, responder_path
 from ..io.nonmem import ENDPOINTS
 from ..engine.extinction import extinction_thresholds
 from ..model.layout import C_CLONE_SIZE, C_EXTINCTION_THRESHOLD, N_CLASSES, N_REGISTRY, U_BLIN_RATE
@@ -114,7 +112,6 @@ class PatientModel:
         self.blq = data.blq
         self.blinatumomab = data.blinatumomab
         self.sd = np.array([RESIDUAL_SD[d] for d in data.dvid])
-        self.path = self._schedule(*path_schedule(arm, self.phases, covariates, parameters))
 
     def _mrd_sample_scale(self, times: NDArray[np.float64]) -> NDArray[np.float64]:
         """Blood-to-marrow MRD ratio at times of the path's blood assessments, 1 elsewhere."""
@@ -130,9 +127,8 @@ class PatientModel:
         return scale
 
     def _schedule(self, times: NDArray[np.float64], drive: NDArray[np.float64], bolus: NDArray[np.float64],
-                  t_end: float) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64], float]:
-        """The path's breakpoints, no treatment after ``t_end``, and blinatumomab as the data's infusions; and
-        the day the integration stops (the path's end or the last observation)."""
+                  t_end: float) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
+        """The path's breakpoints, no treatment after ``t_end``, and blinatumomab as the data's infusions."""
         infusions = self.blinatumomab
         edges = np.unique(np.concatenate([times, [t_end], infusions[:, 0], infusions[:, 1]]))
         edges = edges[edges <= max(t_end, float(self.record_times[-1]))]
@@ -141,7 +137,7 @@ class PatientModel:
         new_bolus = np.where(np.isin(edges, times)[None, :, None], bolus[:, active], 0.0)
         running = (infusions[:, 0][None, :] <= edges[:, None]) & (edges[:, None] < infusions[:, 1][None, :])
         new_drive[:, :, U_BLIN_RATE] = running.astype(float) @ infusions[:, 2]
-        return edges, new_drive, new_bolus, max(t_end, float(self.record_times[-1]))
+        return edges, np.ascontiguousarray(new_drive), np.ascontiguousarray(new_bolus)
 
     def log_predictions(self, etas: NDArray[np.float64]) -> NDArray[np.float64]:
         """ln of the model value of every observation (rows: eta vectors, NaN where the solver failed)."""
@@ -152,15 +148,15 @@ class PatientModel:
         full[:, self.columns] = etas
         p = parameters_from_etas(self.parameters, covariates, full, _SEED)
         latent_effects_at_median(p, self.parameters, covariates.relapsed)  # like the latent covariates
-        y, c = initial_state(p, covariates, _SEED)
-        switch_off_stochastic_layers(p, c)
+        course = course_of(self.protocol, self.arm, covariates, p, _SEED, self.parameters, self.phases)
+        stop = max(course.t_end, float(self.record_times[-1]))
+        times, drive, bolus = self._schedule(course.times, course.drive, course.bolus, course.t_end)
+        y, c = course.y0.copy(), course.c0.copy()
         clones = slice(C_EXTINCTION_THRESHOLD, C_EXTINCTION_THRESHOLD + N_CLASSES)
         c[:, clones] = extinction_thresholds(c[:, C_CLONE_SIZE:C_CLONE_SIZE + N_CLASSES], _MEDIAN_EXTINCTION)
-        times, drive, bolus, stop = self.path
         records = np.full((m, self.record_times.size, N_RECORD), np.nan)
-        integrate_batch(y, p, c, np.ascontiguousarray(np.broadcast_to(times, (m, times.size))),
-                        np.ascontiguousarray(np.broadcast_to(drive, (m, *drive.shape[1:]))),
-                        np.ascontiguousarray(np.broadcast_to(bolus, (m, *bolus.shape[1:]))),
+        integrate_batch(y, course.p, c, np.ascontiguousarray(np.broadcast_to(times, (m, times.size))),
+                        np.ascontiguousarray(drive), np.ascontiguousarray(bolus),
                         np.full(m, times.size, dtype=np.int64), np.full(m, stop), np.zeros((0, N_RULE_COLUMNS)),
                         _SEED, covariates.patient_id, Stream.block("extinction"), self.record_times, records)
         values = records[:, self.position, self.readout] * self.scale
