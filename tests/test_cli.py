@@ -204,6 +204,7 @@ def test_run_manifest(run_dir: Path) -> None:
     assert manifest["n_patients"] == RUN_PATIENTS
     assert manifest["protocol"] == "eliana"
     assert manifest["protocol_hash"] == protocol_hash(load_protocol("eliana"))
+    assert manifest["chunk_size"] > 0 and manifest["resumed"] is False
     assert manifest["parameter_set_hash"] == default_parameters().hash()
     assert manifest["leukosim_version"] == leukosim.__version__
     versions = manifest["versions"]

@@ -147,8 +147,8 @@ def run_trial(protocol: Protocol | str | Path, n_patients: int, out_dir: str | P
     settings_path, parts = out / SETTINGS, out / PARTS
     if resume and chunk_size is None:
         chunk_size = _stored_chunk_size(settings_path)
-    settings = _settings(protocol, parameters, seed, n_patients, chunk_size or DEFAULT_CHUNK_SIZE,
-                         trajectory_patients)
+    chunk_size = chunk_size or DEFAULT_CHUNK_SIZE
+    settings = _settings(protocol, parameters, seed, n_patients, chunk_size, trajectory_patients)
     if resume:
         _check_resumable(settings_path, settings)
         if (out / MANIFEST).exists():
@@ -162,7 +162,7 @@ def run_trial(protocol: Protocol | str | Path, n_patients: int, out_dir: str | P
         write_atomically(settings_path, json.dumps(settings, indent=1) + "\n")
     parts.mkdir(exist_ok=True)
 
-    ranges = chunk_ranges(n_patients, int(settings["chunk_size"]))  # type: ignore[arg-type]
+    ranges = chunk_ranges(n_patients, chunk_size)
     todo = [(first, stop) for first, stop in ranges if not _part(parts, "patients", first, stop).exists()]
     if progress is not None and len(todo) < len(ranges):
         progress(n_patients - sum(stop - first for first, stop in todo))
@@ -184,9 +184,7 @@ def run_trial(protocol: Protocol | str | Path, n_patients: int, out_dir: str | P
 
     started = time.perf_counter()
     manifest = run_manifest(protocol, parameters, seed, n_patients, trajectory_patients, backend.describe(),
-                            timings)
-    manifest["chunk_size"] = settings["chunk_size"]
-    manifest["resumed"] = len(todo) < len(ranges)
+                            timings, chunk_size, resumed=len(todo) < len(ranges))
     write_protocol(out, protocol)
     _assemble(parts, ranges, out, file_metadata(manifest))
     release_memory()

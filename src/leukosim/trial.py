@@ -65,6 +65,7 @@ class TrialResult:
     trajectories: pd.DataFrame
     trajectory_patients: int = 0
     timings: dict[str, float] = field(default_factory=dict)
+    chunk_size: int = DEFAULT_CHUNK_SIZE
 
     @property
     def n_patients(self) -> int:
@@ -81,13 +82,14 @@ class TrialResult:
     def manifest(self) -> dict[str, object]:
         """Provenance of the run: versions, seed, hashes, timings."""
         return run_manifest(self.protocol, self.parameters, self.seed, self.n_patients, self.trajectory_patients,
-                            {"name": "in-memory"}, self.timings)
+                            {"name": "in-memory"}, self.timings, self.chunk_size)
 
 
 def run_manifest(protocol: Protocol, parameters: ParameterSet, seed: int, n_patients: int,
-                 trajectory_patients: int, backend: dict[str, object], timings: dict[str, float]
-                 ) -> dict[str, object]:
-    """Provenance of a run: versions, seed, hashes, the backend that computed it, timings (s)."""
+                 trajectory_patients: int, backend: dict[str, object], timings: dict[str, float],
+                 chunk_size: int, resumed: bool = False) -> dict[str, object]:
+    """Provenance of a run: versions, seed, hashes, the backend that computed it and its chunking (patients per
+    chunk; ``resumed``: some chunks came from an interrupted run), timings (s)."""
     import numba
     import pyarrow
     import pydantic
@@ -103,6 +105,8 @@ def run_manifest(protocol: Protocol, parameters: ParameterSet, seed: int, n_pati
         "n_patients": n_patients,
         "trajectory_patients": min(trajectory_patients, n_patients),
         "backend": backend,
+        "chunk_size": chunk_size,
+        "resumed": resumed,
         "versions": {"numpy": np.__version__, "scipy": scipy.__version__, "numba": numba.__version__,
                      "pandas": pd.__version__, "pyarrow": pyarrow.__version__,
                      "pydantic": pydantic.__version__},
@@ -210,4 +214,5 @@ def simulate_trial(protocol: Protocol | str | Path, n_patients: int, seed: int =
         trajectory_patients=min(trajectory_patients, n_patients),
         timings={"compile": compile_s, "simulate": elapsed,
                  "patients_per_s": n_patients / elapsed if elapsed > 0 else float("nan")},
+        chunk_size=chunk_size,
     )
