@@ -21,8 +21,7 @@ from leukosim.model.registry import (
 )
 
 SMALL = CalibrationSettings(name="tiny", n_patients=40, protocols=("aall1621", "eliana"),
-                            parameters=("ino_kill_max", "car_expansion_rate"), max_evaluations=8, start=LITERATURE,
-                            least_squares_evaluations=2)
+                            parameters=("ino_kill_max", "car_expansion_rate"), max_evaluations=8, start=LITERATURE)
 
 
 def test_standardised_residual_of_a_proportion_by_hand() -> None:
@@ -212,42 +211,6 @@ def test_descent_refines_its_step_when_a_round_keeps_nothing() -> None:
     assert list(screening["parameter"]) == names
     coarse, _ = descend(Quadratic(), np.zeros(2), 3.0, 3.0, rounds=10)  # no refinement
     np.testing.assert_allclose(coarse, [up, 0.0], atol=1e-12)
-
-
-def test_least_squares_finds_the_joint_move_that_no_single_move_shows() -> None:
-    """Two parameters in a narrow diagonal valley (residuals 10 (x1 - x2) and x1 + x2 - 1): moving either alone
-    by a screening step raises the loss, so descent keeps nothing, while the least-squares stage reaches the
-    optimum (0.5, 0.5) in a few evaluations."""
-    from leukosim.calibration.fit import _least_squares, descend
-
-    names = ["car_contraction_rate", "car_memory_decay"]
-
-    class Valley:
-        def __init__(self) -> None:
-            self.names, self.evaluations = names, 0
-
-        def residuals(self, decades: np.ndarray) -> np.ndarray:
-            self.evaluations += 1
-            x1, x2 = np.asarray(decades, dtype=float)
-            return np.array([10.0 * (x1 - x2), x1 + x2 - 1.0])
-
-        def comparison(self, decades: np.ndarray) -> pd.DataFrame:
-            return pd.DataFrame({"z": self.residuals(decades), "used": True})
-
-        def parameters(self, decades: np.ndarray) -> np.ndarray:
-            return np.asarray(decades, dtype=float)
-
-        def __call__(self, decades: np.ndarray) -> float:
-            r = self.residuals(decades)
-            return 0.5 * float(r @ r)
-
-    stuck, _ = descend(Valley(), np.zeros(2), 3.0, 3.0, rounds=3)
-    np.testing.assert_array_equal(stuck, [0.0, 0.0])
-    valley = Valley()
-    settings = CalibrationSettings(least_squares_evaluations=10, jacobian_step_decades=0.05)
-    point = _least_squares(valley, np.zeros(2), np.array([[-3.0, 3.0], [-3.0, 3.0]]), settings, None)
-    np.testing.assert_allclose(point, [0.5, 0.5], atol=1e-6)
-    assert valley.evaluations <= 10 + 3 * 10  # its own evaluations plus a two-point Jacobian each
 
 
 def test_a_descent_only_calibration_moves_parameters_that_lower_the_loss() -> None:

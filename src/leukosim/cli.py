@@ -184,9 +184,6 @@ def calibrate(
     final_factor: float = typer.Option(CalibrationSettings.final_screen_factor, "--final-screen-factor", min=1.01,
                                        help="smallest screening factor: a descent round that keeps no move is "
                                             "followed by one at the square root of its factor, down to this"),
-    least_squares: int = typer.Option(CalibrationSettings.least_squares_evaluations, "--least-squares-evaluations",
-                                      min=0, help="least-squares evaluations after the descent, Jacobians not "
-                                                  "counted (0: none); moves the fitted parameters jointly"),
     reproduce: Path = typer.Option(None, "--reproduce", help="re-run with the settings recorded in this file"),
 ) -> None:
     """Fit the calibratable parameters jointly to every calibration protocol's targets."""
@@ -200,8 +197,7 @@ def calibrate(
             _fail(f"{reproduce}: no usable calibration settings ({error})")
     else:
         settings = CalibrationSettings(name=out.stem, n_patients=patients, max_evaluations=evaluations, seed=seed,
-                                       start=start, descent_rounds=rounds, final_screen_factor=final_factor,
-                                       least_squares_evaluations=least_squares)
+                                       start=start, descent_rounds=rounds, final_screen_factor=final_factor)
     try:
         load_parameter_set(settings.start)
     except ParameterSetError as error:

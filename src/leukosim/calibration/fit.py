@@ -14,12 +14,7 @@ Three stages, all on the objective of :mod:`leukosim.calibration.objective` with
    screening again from the point reached. A round that keeps nothing halves the step (in decades) down to
    ``final_screen_factor``; a round at that factor that keeps nothing ends the descent. The parameters moved
    join the fit.
-3. **Least squares** (optional, ``least_squares_evaluations`` > 0): the loss is half a sum of squared residuals
-   (targets' and prior's), so SciPy's trust-region reflective least squares moves every fitted parameter at
-   once along a Gauss-Newton step from a finite-difference Jacobian (steps of ``jacobian_step_decades``, wide
-   enough to see through the cohort's Monte Carlo granularity). Joint moves that no single parameter's move
-   shows (two parameters whose effects cancel on one target and add on another) are found here.
-4. **Fit** (optional, ``max_evaluations`` > 0): CMA-ES (the ``cma`` package, seeded, so a fit is reproducible)
+3. **Fit** (optional, ``max_evaluations`` > 0): CMA-ES (the ``cma`` package, seeded, so a fit is reproducible)
    on the fitted parameters' log10 deviations, within their bounds (registry bounds, else three decades either
    side).
 
@@ -81,10 +76,6 @@ class CalibrationSettings:
     #: smallest screening factor of the descent: a round that keeps no move is followed by one at the square
     #: root of its factor, down to this one (equal to ``screen_factor``: one step size throughout)
     final_screen_factor: float = 1.5
-    #: least-squares evaluations after the descent, not counting the Jacobians' (0: no least-squares stage)
-    least_squares_evaluations: int = 0
-    #: finite-difference step of the least-squares Jacobian (log10 units)
-    jacobian_step_decades: float = 0.05
 
 
 def calibration_protocols(names: tuple[str, ...] = ()) -> list[Protocol]:
@@ -223,25 +214,6 @@ def _report_targets(before: pd.DataFrame, after: pd.DataFrame) -> list[dict[str,
     return rows
 
 
-def _least_squares(objective: CalibrationObjective, x0: np.ndarray, bounds: np.ndarray,
-                   settings: CalibrationSettings, progress: Callable[[str], None] | None) -> np.ndarray:
-    """log10 deviations after trust-region reflective least squares from ``x0`` within ``bounds`` (the point
-    with the lowest loss it evaluated; SciPy returns its last accepted one, which is that point)."""
-    from scipy.optimize import least_squares
-
-    def residuals(x: np.ndarray) -> np.ndarray:
-        r = objective.residuals(x)
-        if progress is not None:
-            progress(f"least squares, evaluation {objective.evaluations}: loss {0.5 * float(r @ r):.4g}")
-        return r
-
-    inside = np.clip(x0, bounds[:, 0], bounds[:, 1])
-    result = least_squares(residuals, inside, bounds=(bounds[:, 0], bounds[:, 1]), method="trf", jac="2-point",
-                           diff_step=settings.jacobian_step_decades, x_scale=1.0,
-                           max_nfev=settings.least_squares_evaluations)
-    return np.asarray(result.x, dtype=float)
-
-
 def calibrate(settings: CalibrationSettings, progress: Callable[[str], None] | None = None) -> dict[str, object]:
     """Run a calibration and return the parameter-set document (``name``, ``values``, ``settings``, ``fit``)."""
     import cma
@@ -277,8 +249,6 @@ def calibrate(settings: CalibrationSettings, progress: Callable[[str], None] | N
                                      prior_sd_decades=settings.prior_sd_decades)
     bounds = np.array([_bounds(name) for name in names])
     x0 = np.array([descended.get(n, d) for n, d in zip(names, start_decades(names))])
-    if settings.least_squares_evaluations > 0:
-        x0 = _least_squares(objective, x0, bounds, settings, progress)
     start_loss = objective(x0)
     strategy = cma.CMAEvolutionStrategy(x0, settings.initial_step_decades, {
         "bounds": [list(bounds[:, 0]), list(bounds[:, 1])], "seed": settings.optimiser_seed,

@@ -90,12 +90,3 @@ class CalibrationObjective:
     def __call__(self, decades: np.ndarray) -> float:
         self.evaluations += 1
         return self.loss(self.comparison(self.parameters(np.asarray(decades))), np.asarray(decades))
-
-    def residuals(self, decades: np.ndarray) -> np.ndarray:
-        """The used targets' standardised residuals followed by the prior's (log10 deviation / prior SD): the
-        loss is half their sum of squares, the form a least-squares optimiser takes."""
-        self.evaluations += 1
-        decades = np.asarray(decades, dtype=float)
-        comparison = self.comparison(self.parameters(decades))
-        return np.concatenate([comparison.loc[comparison["used"], "z"].to_numpy(float),
-                               decades / self.prior_sd_decades])
