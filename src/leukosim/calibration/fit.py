@@ -10,10 +10,11 @@ Three stages, all on the objective of :mod:`leukosim.calibration.objective` with
    first the parameter that moves each badly missed target most (so every mechanism with a missed target gets
    a lever), then the most sensitive others (more would be poorly identified with this budget).
 2. **Screening descent** (``descent_rounds``): the screening moves that lowered the data loss are taken one at
-   a time, best first, each kept only if the loss with the prior falls (:func:`screening_descent`); then
-   screening again from the point reached. A round that keeps nothing halves the step (in decades) down to
-   ``final_screen_factor``; a round at that factor that keeps nothing ends the descent. The parameters moved
-   join the fit.
+   a time, best first, each kept only if the loss with the prior falls (:func:`screening_descent`); a
+   Gauss-Newton step on the screening's secant Jacobian moves every parameter at once (:func:`joint_step`)
+   and wins if it goes lower; then screening again from the point reached. A round that keeps nothing halves
+   the step (in decades) down to ``final_screen_factor``; a round at that factor that keeps nothing ends the
+   descent. The parameters moved join the fit.
 3. **Fit** (optional, ``max_evaluations`` > 0): CMA-ES (the ``cma`` package, seeded, so a fit is reproducible)
    on the fitted parameters' log10 deviations, within their bounds (registry bounds, else three decades either
    side).
@@ -30,7 +31,7 @@ import json
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -42,8 +43,8 @@ from ..protocol.schema import Protocol
 from .objective import PRIOR_SD_DECADES, CalibrationObjective
 from ..notice import NOTICE
 
-__all__ = ["CalibrationSettings", "calibrate", "calibration_protocols", "descend", "screen", "screening_descent",
-           "select_parameters", "settings_from_file", "write_parameter_set"]
+__all__ = ["CalibrationSettings", "Screening", "calibrate", "calibration_protocols", "descend", "joint_step", "screen",
+           "screening_descent", "select_parameters", "settings_from_file", "write_parameter_set"]
 
 _DEFAULT_SPAN_DECADES = 3.0
 
@@ -76,6 +77,9 @@ class CalibrationSettings:
     #: smallest screening factor of the descent: a round that keeps no move is followed by one at the square
     #: root of its factor, down to this one (equal to ``screen_factor``: one step size throughout)
     final_screen_factor: float = 1.5
+    #: each descent round also tries a Gauss-Newton step on the screening's secant Jacobian (see
+    #: :func:`joint_step`) and keeps it when it beats the one-at-a-time moves
+    joint_steps: bool = True
 
 
 def calibration_protocols(names: tuple[str, ...] = ()) -> list[Protocol]:
@@ -100,38 +104,58 @@ def _target_losses(comparison: pd.DataFrame) -> np.ndarray:
     return np.where(comparison["used"].to_numpy(bool), 0.5 * np.nan_to_num(z, nan=0.0) ** 2, 0.0)
 
 
+class Screening(NamedTuple):
+    """What one-at-a-time screening at a point learnt (see :func:`screen`)."""
+
+    #: parameter, loss_up, loss_down (change of the data loss), sensitivity
+    table: pd.DataFrame
+    #: per-target loss changes of each parameter's larger move (parameters x targets)
+    effects: np.ndarray
+    #: the targets' losses at the point
+    base_losses: np.ndarray
+    #: the used targets' standardised residuals at the point
+    residuals: np.ndarray
+    #: secant Jacobian of those residuals in log10 units from the moves up and down (used targets x parameters)
+    jacobian: np.ndarray
+
+
 def screen(objective: CalibrationObjective, factor: float, start: np.ndarray | None = None,
-           progress: Callable[[str], None] | None = None) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+           progress: Callable[[str], None] | None = None) -> Screening:
     """One-at-a-time screening of ``objective.names`` around ``start`` (log10 deviations from the literature
     values; default 0): each parameter multiplied and divided by ``factor`` (at most to its bounds).
 
-    Returns a table (parameter, loss_up, loss_down: change of the data loss; sensitivity: the larger, over the
-    two moves, of the summed absolute change of the targets' losses, so a parameter that helps one target and
-    hurts another still counts), the matrix of per-target loss changes (parameters x targets, the larger
-    move), used to make sure every badly missed target gets a parameter that moves it, and the targets' losses
-    at the base values."""
+    The table's sensitivity is the larger, over the two moves, of the summed absolute change of the targets'
+    losses, so a parameter that helps one target and hurts another still counts; the per-target effects make
+    sure every badly missed target gets a parameter that moves it; the residuals and their secant Jacobian give
+    :func:`joint_step` its linear model."""
     step = math.log10(factor)
     zero = np.zeros(len(objective.names)) if start is None else np.asarray(start, dtype=float)
 
-    def losses(decades: np.ndarray) -> np.ndarray:
+    def evaluate(decades: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         objective.evaluations += 1
-        return _target_losses(objective.comparison(objective.parameters(decades)))
+        comparison = objective.comparison(objective.parameters(decades))
+        return _target_losses(comparison), comparison.loc[comparison["used"], "z"].to_numpy(float)
 
-    base = losses(zero)
-    rows, effects = [], []
+    base, z_base = evaluate(zero)
+    rows, effects, jacobian = [], [], []
     for k, name in enumerate(objective.names):
-        moves = []
+        moves, z_moves, offsets = [], [], []
         for sign in (1.0, -1.0):
             decades = zero.copy()
             decades[k] = np.clip(zero[k] + sign * step, *_bounds(name))
-            moves.append(losses(decades) - base)
+            losses, z = evaluate(decades)
+            moves.append(losses - base)
+            z_moves.append(z)
+            offsets.append(decades[k] - zero[k])
+        span = offsets[0] - offsets[1]
+        jacobian.append((z_moves[0] - z_moves[1]) / span if span > 0.0 else np.zeros_like(z_base))
         influence = [float(np.abs(move).sum()) for move in moves]
         effects.append(moves[int(np.argmax(influence))])
         rows.append({"parameter": name, "loss_up": float(moves[0].sum()), "loss_down": float(moves[1].sum()),
                      "sensitivity": max(influence)})
         if progress is not None:
             progress(f"screened {name}: {rows[-1]['sensitivity']:.3g}")
-    return pd.DataFrame(rows), np.array(effects), base
+    return Screening(pd.DataFrame(rows), np.array(effects), base, z_base, np.array(jacobian).T)
 
 
 def select_parameters(screening: pd.DataFrame, effects: np.ndarray, base_losses: np.ndarray, min_sensitivity: float,
@@ -180,13 +204,42 @@ def screening_descent(objective: CalibrationObjective, x0: np.ndarray, screening
     return x, best
 
 
+def joint_step(objective: CalibrationObjective, x0: np.ndarray, screening: Screening, factor: float,
+               progress: Callable[[str], None] | None = None) -> tuple[np.ndarray, float]:
+    """A Gauss-Newton step from ``x0`` that moves every parameter at once: the bounded linear least-squares
+    solution (SciPy ``lsq_linear``) of the screening's residuals, their secant Jacobian and the prior, each
+    parameter moving at most one screening step (``factor``) and within its bounds; tried at its full length,
+    half and a quarter. Finds the joint moves that no single move shows (two parameters whose effects cancel on
+    one target and add on another), on the screening's wide differences rather than the cohort's Monte Carlo
+    granularity. Returns the best point tried and its objective (three evaluations)."""
+    from scipy.optimize import lsq_linear
+
+    step = math.log10(factor)
+    bounds = np.array([_bounds(name) for name in objective.names])
+    low, high = np.maximum(-step, bounds[:, 0] - x0), np.minimum(step, bounds[:, 1] - x0)
+    prior = np.eye(len(x0)) / objective.prior_sd_decades
+    matrix = np.vstack([screening.jacobian, prior])
+    wanted = -np.concatenate([screening.residuals, x0 / objective.prior_sd_decades])
+    direction = lsq_linear(matrix, wanted, bounds=(np.minimum(low, 0.0), np.maximum(high, 0.0))).x
+    best_x, best = x0, math.inf
+    for fraction in (1.0, 0.5, 0.25):
+        trial = np.clip(x0 + fraction * direction, bounds[:, 0], bounds[:, 1])
+        loss = objective(trial)
+        if loss < best:
+            best_x, best = trial, loss
+        if progress is not None:
+            progress(f"joint step x{fraction:g} ({np.count_nonzero(direction)} parameters): {loss:.4g}")
+    return best_x, best
+
+
 def descend(objective: CalibrationObjective, start: np.ndarray, screen_factor: float, final_screen_factor: float,
-            rounds: int, progress: Callable[[str], None] | None = None
-            ) -> tuple[np.ndarray, tuple[pd.DataFrame, np.ndarray, np.ndarray]]:
-    """Up to ``rounds`` rounds of :func:`screening_descent` from ``start``, each after a :func:`screen` at the
-    current point; a round that keeps no move is followed by one at the square root of its factor (down to
-    ``final_screen_factor``), and one at that factor that keeps nothing ends the descent. Returns the point
-    reached and the last screening at ``screen_factor`` (identifiability is judged at that factor)."""
+            rounds: int, progress: Callable[[str], None] | None = None, joint_steps: bool = True
+            ) -> tuple[np.ndarray, Screening]:
+    """Up to ``rounds`` rounds from ``start``, each a :func:`screen` at the current point, then the better of
+    :func:`screening_descent` and (with ``joint_steps``) :func:`joint_step` from it; a round that improves
+    nothing is followed by one at the square root of its factor (down to ``final_screen_factor``), and one at
+    that factor that improves nothing ends the descent. Returns the point reached and the last screening at
+    ``screen_factor`` (identifiability is judged at that factor)."""
     point, factor = np.asarray(start, dtype=float), screen_factor
     for round_ in range(rounds + 1):
         screened = screen(objective, factor, point, progress)
@@ -194,7 +247,11 @@ def descend(objective: CalibrationObjective, start: np.ndarray, screen_factor: f
             identifiability = screened
         if round_ == rounds:
             break
-        reached, _ = screening_descent(objective, point, screened[0], factor, progress)
+        reached, reached_loss = screening_descent(objective, point, screened.table, factor, progress)
+        if joint_steps:
+            joint, joint_loss = joint_step(objective, point, screened, factor, progress)
+            if joint_loss < reached_loss:
+                reached = joint
         if np.array_equal(reached, point):
             if factor <= final_screen_factor:
                 break
@@ -235,10 +292,10 @@ def calibrate(settings: CalibrationSettings, progress: Callable[[str], None] | N
         screener = CalibrationObjective(protocols, calibratable, settings.n_patients, settings.seed,
                                         prior_sd_decades=settings.prior_sd_decades)
         origin = start_decades(calibratable)
-        point, (screening, effects, base_losses) = descend(screener, origin, settings.screen_factor,
-                                                           settings.final_screen_factor, settings.descent_rounds,
-                                                           progress)
-        names = select_parameters(screening, effects, base_losses, settings.min_sensitivity,
+        point, screened = descend(screener, origin, settings.screen_factor, settings.final_screen_factor,
+                                  settings.descent_rounds, progress, settings.joint_steps)
+        screening = screened.table
+        names = select_parameters(screening, screened.effects, screened.base_losses, settings.min_sensitivity,
                                   settings.max_parameters)
         descended = {n: float(d) for n, d, d0 in zip(calibratable, point, origin) if d != d0}
         names += [n for n in descended if n not in names]
@@ -312,4 +369,5 @@ def settings_from_file(path: str | Path) -> CalibrationSettings:
     recorded = json.loads(Path(path).read_text())["settings"]
     recorded.setdefault("descent_rounds", 0)  # sets calibrated before screening descent existed had none
     recorded.setdefault("final_screen_factor", recorded["screen_factor"])  # ... and one step size
+    recorded.setdefault("joint_steps", False)  # ... and no joint steps
     return CalibrationSettings(**{k: tuple(v) if isinstance(v, list) else v for k, v in recorded.items()})
