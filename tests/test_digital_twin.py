@@ -87,7 +87,10 @@ def test_zero_etas_give_typical_values_and_random_etas_the_trial_parameters() ->
     protocol, parameters = load_protocol("eliana"), default_parameters()
     covariates = draw_covariates(protocol.population, SEED, np.arange(4), default_parameters())
     typical = parameters_from_etas(parameters, covariates, np.zeros((4, len(parameters.values))), SEED)
-    assert np.array_equal(typical[:, :len(parameters.values)], np.tile(parameters.array(), (4, 1)))
+    expected = np.tile(parameters.array(), (4, 1))  # relapsed disease grows by the registry factor
+    expected[:, INDEX["leukemia_net_growth"]] *= np.where(covariates.relapsed,
+                                                          parameters["leukemia_growth_relapsed_factor"], 1.0)
+    assert np.array_equal(typical[:, :len(parameters.values)], expected)
     assert np.array_equal(parameters_from_etas(parameters, covariates, random_effects(covariates, SEED), SEED),
                           individual_parameters(parameters, covariates, SEED))
 

@@ -60,9 +60,13 @@ def by_burden(eliana: Protocol) -> dict[str, pd.DataFrame]:
 
 
 def test_higher_burden_before_car_t_gives_more_severe_crs(by_burden: dict[str, pd.DataFrame]) -> None:
+    """Severity, not incidence: among patients with CRS the mean maximum ASTCT grade is higher at high burden, and
+    grade >= 2 (the usual cut for severe CRS) is at least 10 points more common. (Incidence is not compared: a
+    high-burden leukemia resistant to T-cell killing exhausts the CAR-T cells before they cause CRS, while at low
+    burden normal B cells drive mild CRS whatever the leukemia.)"""
     grade = {name: cohort["crs_max_grade"].astype(float) for name, cohort in by_burden.items()}
-    assert grade["high"].mean() > grade["low"].mean() + 0.2  # mean maximum ASTCT grade
-    assert (grade["high"] >= 2).mean() > (grade["low"] >= 2).mean()
+    assert grade["high"][grade["high"] > 0].mean() > grade["low"][grade["low"] > 0].mean() + 0.15
+    assert (grade["high"] >= 2).mean() > (grade["low"] >= 2).mean() + 0.1
 
 
 def test_higher_burden_before_car_t_gives_lower_efs(by_burden: dict[str, pd.DataFrame]) -> None:
@@ -71,16 +75,11 @@ def test_higher_burden_before_car_t_gives_lower_efs(by_burden: dict[str, pd.Data
     assert efs["high"] < efs["low"]
 
 
-def test_lower_car_t_expansion_goes_with_non_response(eliana: Protocol) -> None:
-    """Within one cohort, responders expanded CAR-T more than non-responders. The CAR-T kill is weakened
-    (car_kill_max / 5) so that enough patients fail to respond whatever the calibrated response rate (the
-    shipped set leaves about 1 in 400 ELIANA patients without a response)."""
-    values = leukosim.default_parameters()
-    weaker = values.replace(name="weaker kill", car_kill_max=values["car_kill_max"] / 5)
-    cohort = leukosim.simulate_trial(eliana, N, seed=11, parameters=weaker, trajectory_patients=0).patients
-    cmax = car_kinetics(cohort).query("parameter == 'cmax'").iloc[0]
-    assert cmax["n_nonresponders"] >= 5, "too few non-responders to compare"
-    # geometric-mean Cmax of responders over non-responders, with its Welch 95% CI above 1
+def test_lower_car_t_expansion_goes_with_non_response(eliana_cohort: pd.DataFrame) -> None:
+    """Within one cohort of the shipped set, responders expanded CAR-T more than non-responders (geometric-mean
+    Cmax ratio, Welch 95% CI above 1; Mueller 2017: 1.74)."""
+    cmax = car_kinetics(eliana_cohort).query("parameter == 'cmax'").iloc[0]
+    assert cmax["n_nonresponders"] >= 20, "too few non-responders to compare"
     assert cmax["gmr_ci_low"] > 1.0
 
 
@@ -113,6 +112,21 @@ def test_within_a_cohort_longer_aplasia_goes_with_fewer_cd19_positive_relapses(e
     long = responders[aplasia >= aplasia.median()]
     short = responders[aplasia < aplasia.median()]
     assert _cd19_positive_relapse(long) < _cd19_positive_relapse(short)
+
+
+def test_leukemia_resistant_to_t_cell_killing_fails_car_t_with_less_expansion(eliana: Protocol) -> None:
+    """Raising the share of leukemias resistant to T-cell killing from 0.5% to 50% costs CAR-T about that share
+    of responders (at least 30 points, binomial sampling of 400 allows about 7), and the non-responders it
+    adds expanded CAR-T less than the responders (Welch 95% CI of the geometric-mean Cmax ratio above 1)."""
+    values = leukosim.default_parameters()
+    rates = {}
+    for share in (0.005, 0.5):
+        varied = values.replace(name=f"resistant {share}", t_cell_resistant_fraction=share)
+        cohort = _ok(leukosim.simulate_trial(eliana, N, seed=9, parameters=varied, trajectory_patients=0).patients)
+        rates[share] = float(cohort["best_response"].isin(RESPONDER).mean())
+    assert rates[0.005] - rates[0.5] > 0.3
+    cmax = car_kinetics(cohort).query("parameter == 'cmax'").iloc[0]
+    assert cmax["gmr_ci_low"] > 1.0
 
 
 def test_less_marrow_reserve_turns_complete_remissions_into_cri(eliana: Protocol) -> None:

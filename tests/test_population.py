@@ -208,7 +208,8 @@ def test_a_parameters_random_effect_is_keyed_by_its_name_not_its_place_in_the_re
     after = random_effects(covariates, 3)
     assert np.count_nonzero(before.any(axis=0)) > 10
     np.testing.assert_array_equal(after[:, order], before)
-    names = [p.name for p in PARAMETERS] + ["crs_susceptibility", "icans_susceptibility", "t_cell_kill_sensitivity"]
+    names = [p.name for p in PARAMETERS] + ["crs_susceptibility", "icans_susceptibility", "t_cell_kill_sensitivity",
+                                            "marrow_reserve", "t_cell_resistant"]
     streams = {Stream.named(f"parameters/{name}") for name in names}
     assert len(streams) == len(names)
     assert min(streams) > sum(size for _, size in Stream.BLOCKS) and max(streams) < 2**63
@@ -221,7 +222,7 @@ def test_latent_features_follow_the_parameter_sets_laws_unless_the_protocol_stat
     latent = {name: None for name in ("cd19_negative_fraction", "cd22_low_fraction", "lineage_switch_fraction",
                                       "t_cell_fitness", "chemosensitivity")}
     values = default_parameters().replace(preexisting_cd22_low_median=1.0e-4, t_cell_fitness_relapsed_median=0.5,
-                                          chemosensitivity_cv_newly_diagnosed=1.2)
+                                          chemosensitivity_cv_newly_diagnosed=1.2, chemosensitivity_cv_relapsed=0.6)
     n = 40_000
     relapsed = draw_covariates(make_population(**latent), 2, np.arange(n), values)
     first_line = draw_covariates(make_population(disease="newly_diagnosed", **latent), 2, np.arange(n), values)
@@ -295,26 +296,57 @@ def test_relapsed_disease_chemosensitivity_is_scaled_by_the_registry_factor() ->
         np.testing.assert_allclose(p[:, D["chemosensitivity"]], factor * covariates.chemosensitivity)
 
 
-def test_chemosensitivity_outside_the_induction_class_is_a_power_of_the_patients() -> None:
+def test_chemosensitivity_outside_the_induction_class_is_a_power_of_the_patients_times_its_own_factor() -> None:
     """Regimens outside the induction class see the patient's chemosensitivity raised to
-    chemosensitivity_shared_exponent, with the same disease-stage factor."""
-    values = default_parameters().replace(chemosensitivity_relapsed=0.4, chemosensitivity_shared_exponent=0.3)
+    chemosensitivity_shared_exponent, with the same disease-stage factor, times a factor of their own:
+    log-normal with median 1 and log SD chemosensitivity_other_sd (Kolmogorov-Smirnov), independent of the
+    induction chemosensitivity (Spearman); a twin assumes that factor at its median."""
+    values = default_parameters().replace(chemosensitivity_relapsed=0.4, chemosensitivity_shared_exponent=0.3,
+                                          chemosensitivity_other_sd=0.6)
     for disease, factor in (("relapsed_refractory", 0.4), ("newly_diagnosed", 1.0)):
-        covariates = draw_covariates(make_population(disease=disease), 3, np.arange(50), default_parameters())
+        covariates = draw_covariates(make_population(disease=disease), 3, np.arange(5_000), default_parameters())
         p = individual_parameters(values, covariates, 3)
-        np.testing.assert_allclose(p[:, D["chemosensitivity_other"]], factor * covariates.chemosensitivity ** 0.3)
         np.testing.assert_allclose(p[:, D["chemosensitivity"]], factor * covariates.chemosensitivity)
+        own = np.log(p[:, D["chemosensitivity_other"]] / (factor * covariates.chemosensitivity ** 0.3))
+        assert stats.kstest(own, "norm", args=(0.0, 0.6)).pvalue > 1e-3
+        assert abs(stats.spearmanr(own, covariates.chemosensitivity).statistic) < 0.05
+        individual.latent_effects_at_median(p, values, covariates.relapsed)
+        np.testing.assert_allclose(p[:, D["chemosensitivity_other"]], factor * covariates.chemosensitivity ** 0.3)
 
 
 def test_leukemia_t_cell_kill_sensitivity_is_lognormal_with_the_registry_sd() -> None:
-    """The patient's sensitivity of leukemic cells to T-cell killing: median 1, log SD from the registry
-    (Kolmogorov-Smirnov against the normal law), and the same for a patient id in any cohort."""
-    values = default_parameters().replace(t_cell_kill_sensitivity_sd=0.9)
+    """The patient's sensitivity of leukemic cells to T-cell killing (no resistant leukemias): median 1, log SD
+    from the registry (Kolmogorov-Smirnov against the normal law), and the same for a patient id in any cohort."""
+    values = default_parameters().replace(t_cell_kill_sensitivity_sd=0.9, t_cell_resistant_fraction=0.005,
+                                          t_cell_resistant_kill_factor=1.0)
     covariates = draw_covariates(make_population(), 5, np.arange(20_000), default_parameters())
     logs = np.log(individual_parameters(values, covariates, 5)[:, D["t_cell_kill_sensitivity"]])
     assert stats.kstest(logs, "norm", args=(0.0, 0.9)).pvalue > 1e-3
     few = individual_parameters(values, draw_covariates(make_population(), 5, np.arange(7), default_parameters()), 5)
     np.testing.assert_array_equal(np.log(few[:, D["t_cell_kill_sensitivity"]]), logs[:7])
+
+
+def test_a_resistant_leukemia_is_a_bernoulli_feature_that_lowers_t_cell_kill_and_exhausts_car_t() -> None:
+    """A share ``t_cell_resistant_fraction`` of patients (binomial test) have a leukemia resistant to T-cell
+    killing: their kill sensitivity is the log-normal draw times ``t_cell_resistant_kill_factor`` (the same
+    draw as without resistance) and their CAR-T exhaustion factor ``t_cell_resistant_car_exhaustion_factor``;
+    the others have factor 1. A twin assumes the median patient: not resistant."""
+    values = default_parameters().replace(t_cell_resistant_fraction=0.3, t_cell_resistant_kill_factor=0.02,
+                                          t_cell_resistant_car_exhaustion_factor=7.0)
+    covariates = draw_covariates(make_population(), 8, np.arange(20_000), default_parameters())
+    p = individual_parameters(values, covariates, 8)
+    exhaustion = p[:, D["car_exhaustion_factor"]]
+    resistant = exhaustion == 7.0
+    assert set(np.unique(exhaustion)) == {1.0, 7.0}
+    assert stats.binomtest(int(resistant.sum()), resistant.size, 0.3).pvalue > 1e-3
+    sensitive = individual_parameters(values.replace(t_cell_resistant_fraction=0.005), covariates, 8)
+    kept = sensitive[:, D["car_exhaustion_factor"]] == 1.0
+    np.testing.assert_allclose(p[resistant & kept, D["t_cell_kill_sensitivity"]],
+                               0.02 * sensitive[resistant & kept, D["t_cell_kill_sensitivity"]])
+    np.testing.assert_array_equal(p[~resistant, D["t_cell_kill_sensitivity"]],
+                                  sensitive[~resistant, D["t_cell_kill_sensitivity"]])
+    individual.latent_effects_at_median(p, values, covariates.relapsed)
+    np.testing.assert_array_equal(p[:, D["car_exhaustion_factor"]], 1.0)
 
 
 @pytest.mark.parametrize(("disease", "median"), [("relapsed_refractory", 0.2), ("newly_diagnosed", 1.0)])

@@ -110,6 +110,7 @@ _T_NORMAL = D["t_normal"]
 _CRS_SUSC = D["crs_susceptibility"]
 _ICANS_SUSC = D["icans_susceptibility"]
 _FITNESS = D["t_cell_fitness"]
+_CAR_EX_FACTOR = D["car_exhaustion_factor"]
 _IL6_BASELINE = INDEX["il6_baseline"]
 
 # Dormand-Prince 5(4) tableau
@@ -182,11 +183,11 @@ def _apply_bolus(t: float, y: np.ndarray, p: np.ndarray, c: np.ndarray, bolus: n
             y[S_CAR_EFFECTOR] = math.log(cells)
             y[S_CAR_MEMORY] = math.log(0.01 * cells)
             # exhausted cells are seeded at the ratio to effectors that the model's exhaustion kinetics sustain
-            # under full antigen signal, ex / (x_death + rho x fitness) (a few per cent, the order of exhaustion-
+            # under full antigen signal, ex x factor / (x_death + rho x fitness) (a few per cent, the order of exhaustion-
             # marker-positive cells in an expanded product); from far below it the pool's ln-rate (~50/day) is a
             # stiff transient. Exhausted cells do not kill; the seed decays at x_death.
             expansion = p[_CAR_RHO] * p[_FITNESS]
-            y[S_CAR_EXHAUSTED] = math.log(p[_CAR_EX] / (p[_CAR_XDEATH] + expansion) * cells)
+            y[S_CAR_EXHAUSTED] = math.log(p[_CAR_EX] * p[_CAR_EX_FACTOR] / (p[_CAR_XDEATH] + expansion) * cells)
         c[C_CAR_INFUSION] = t
     if bolus[B_HSCT] > 0.0:
         # conditioning thins every clone: survival s per cell; Kendall's K gains (1/s - 1)/m

@@ -108,6 +108,8 @@ _DERIVED: dict[str, tuple[str, str]] = {
     "t_cell_kill_sensitivity": ("-", "sensitivity of the patient's leukemia to T-cell killing (random effect)"),
     "prior_hsct": ("-", "1 after a prior allogeneic transplant (covariate)"),
     "marrow_reserve": ("-", "factor on normal_marrow_regrowth (disease-stage median x random effect)"),
+    "car_exhaustion_factor": ("-", "factor on car_exhaustion_rate (t_cell_resistant_car_exhaustion_factor for a "
+                                   "leukemia resistant to T-cell killing, else 1)"),
 }
 _STATE_UNITS = {"ino_central_mg": "mg", "ino_peripheral_mg": "mg"}  # every other state is dimensionless
 
@@ -228,12 +230,12 @@ def _rules() -> tuple[list[tuple[str, str, str]], dict[str, str]]:
         "ln_t_active": f"activation * t_resting / t_active - t_deactivation_rate - t_activated_apoptosis "
                        f"+ t_proliferation - {DRIVE_IDS[U_T_KILL]}",
         "ln_car_effector": f"piecewise(car_expansion - car_contraction_rate * (1 - car_signal) - car_memory_formation "
-                           f"- car_exhaustion_rate * car_signal "
+                           f"- car_exhaustion_rate * car_exhaustion_factor * car_signal "
                            f"+ car_memory_reactivation * car_signal * exp(ln_car_memory - ln_car_effector) "
                            f"- car_loss, {car}, 0)",
         "ln_car_memory": f"piecewise(car_memory_formation * exp(ln_car_effector - ln_car_memory) - car_memory_decay "
                          f"- car_memory_reactivation * car_signal - car_loss, {car}, 0)",
-        "ln_car_exhausted": f"piecewise(car_exhaustion_rate * car_signal * exp(ln_car_effector - ln_car_exhausted) "
+        "ln_car_exhausted": f"piecewise(car_exhaustion_rate * car_exhaustion_factor * car_signal * exp(ln_car_effector - ln_car_exhausted) "
                             f"- car_exhausted_death - car_loss, {car}, 0)",
         "ino_central_mg": "-(ino_clearance + ino_intercompartmental_clearance) / ino_central_volume_individual "
                           "* ino_central_mg + ino_intercompartmental_clearance / ino_peripheral_volume "
@@ -262,7 +264,7 @@ def _bolus_steps(bolus: np.ndarray) -> list[tuple[str, str]]:
             ("ln_car_memory", f"piecewise(ln_car_memory, car_present > 0.5, ln(0.01 * {cells}))"),
             # exhausted cells seeded at the ratio the exhaustion kinetics sustain under full antigen signal
             ("ln_car_exhausted", (f"piecewise(ln_car_exhausted, car_present > 0.5, ln(car_exhaustion_rate "
-                                  f"/ (car_exhausted_death + car_expansion_rate * t_cell_fitness) * {cells}))")),
+                                  f"* car_exhaustion_factor / (car_exhausted_death + car_expansion_rate * t_cell_fitness) * {cells}))")),
             ("car_present", "1"),
         ]
     if bolus[B_HSCT] > 0.0:

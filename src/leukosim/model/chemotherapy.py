@@ -5,7 +5,8 @@ act on the day of each dose, in proportion to the dose in mg/m2.
 
 The patient's chemosensitivity is the one measured by the response to induction (glucocorticoid,
 vincristine, anthracycline, asparaginase: the ``INDUCTION_CLASS`` regimens); on the other regimens and agents
-(antimetabolites, alkylators) it applies raised to ``chemosensitivity_shared_exponent``."""
+(antimetabolites, alkylators) it applies raised to ``chemosensitivity_shared_exponent`` and times a patient's
+factor of its own (log SD ``chemosensitivity_other_sd``)."""
 
 from __future__ import annotations
 
@@ -74,4 +75,11 @@ PARAMETERS = tuple(
               "resist prednisolone 357x but other drugs 0.8-1.9x, Klumper 1995 Blood 86:3861 [P])", True,
               "exponent of the patient's chemosensitivity on the regimens outside the induction class and on "
               "lymphodepleting agents (0: the induction response says nothing about them)", bounds=(0.05, 1.0)),
+    Parameter("chemosensitivity_other_sd", 0.1, "log", "assumption [U]: near 0, the induction response predicts "
+              "the rest; direction: relapse-specific resistance (NT5C2 and PRPS1 to thiopurines, CREBBP to "
+              "glucocorticoids) arises in patients of any early response (Waanders 2020 Blood Cancer Discov 1:96 "
+              "[P]), and 83% of the events of AIEOP-BFM ALL 2000 were in its MRD-SR and MRD-IR groups (S60, "
+              "calibration_targets.md [S])", True,
+              "SD of a log-normal factor, median 1, on the chemosensitivity to the regimens outside the induction "
+              "class that the induction response does not predict", bounds=(0.01, 1.5)),
 )

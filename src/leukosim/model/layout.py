@@ -44,7 +44,7 @@ DERIVED_NAMES = (
     "b_mature_normal", "t_normal", "lymphocyte_space", "marrow_normal", "blin_elimination", "blin_volume",
     "ino_clearance_ss", "ino_clearance_time", "ino_decay", "ino_central_volume", "chemosensitivity",
     "t_cell_fitness", "crs_susceptibility", "icans_susceptibility", "prior_hsct", "wbc_per_uL",
-    "t_cell_kill_sensitivity", "marrow_reserve", "chemosensitivity_other",
+    "t_cell_kill_sensitivity", "marrow_reserve", "chemosensitivity_other", "car_exhaustion_factor",
 )
 D = {name: N_REGISTRY + i for i, name in enumerate(DERIVED_NAMES)}
 N_PATIENT = N_REGISTRY + len(DERIVED_NAMES)

@@ -102,6 +102,7 @@ _CHEMOSENS = D["chemosensitivity"]
 _CHEMOSENS_OTHER = D["chemosensitivity_other"]
 _FITNESS = D["t_cell_fitness"]
 _T_KILL_SENS = D["t_cell_kill_sensitivity"]
+_CAR_EX_FACTOR = D["car_exhaustion_factor"]
 _PRIOR_HSCT = D["prior_hsct"]
 _MARROW_RESERVE = D["marrow_reserve"]
 
@@ -254,11 +255,12 @@ def derivatives(t: float, y: np.ndarray, p: np.ndarray, u: np.ndarray, c: np.nda
         car_activation = expansion * car_e
         ln_effector, ln_memory = y[S_CAR_EFFECTOR], y[S_CAR_MEMORY]
         loss = u[U_T_KILL] + p[_CAR_REJECT] * t_rest / p[_T_NORMAL]
-        dy[S_CAR_EFFECTOR] = (expansion - p[_CAR_ALPHA] * (1.0 - signal) - p[_CAR_EM] - p[_CAR_EX] * signal
+        exhaustion = p[_CAR_EX] * p[_CAR_EX_FACTOR] * signal
+        dy[S_CAR_EFFECTOR] = (expansion - p[_CAR_ALPHA] * (1.0 - signal) - p[_CAR_EM] - exhaustion
                               + p[_CAR_ME] * signal * _ratio(car_m, car_e, ln_memory - ln_effector) - loss)
         dy[S_CAR_MEMORY] = (p[_CAR_EM] * _ratio(car_e, car_m, ln_effector - ln_memory) - p[_CAR_BETA]
                             - p[_CAR_ME] * signal - loss)
-        dy[S_CAR_EXHAUSTED] = (p[_CAR_EX] * signal * _ratio(car_e, car_x, ln_effector - y[S_CAR_EXHAUSTED])
+        dy[S_CAR_EXHAUSTED] = (exhaustion * _ratio(car_e, car_x, ln_effector - y[S_CAR_EXHAUSTED])
                                - p[_CAR_XDEATH] - loss)
     else:
         dy[S_CAR_EFFECTOR] = 0.0

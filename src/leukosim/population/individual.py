@@ -10,7 +10,7 @@ from ..model.disease import marrow_cellularity
 from ..model.layout import D, N_PATIENT, N_REGISTRY
 from ..model.registry import INDEX, PARAMETERS, ParameterSet
 from .covariates import Covariates
-from .streams import Stream, standard_normals
+from .streams import Stream, standard_normals, uniforms
 
 __all__ = ["IIV_OMEGA", "individual_parameters", "lean_body_mass_kg", "latent_effects_at_median",
            "parameters_from_etas", "random_effects"]
@@ -48,11 +48,24 @@ def _stage_factor(relapsed: NDArray[np.bool_], relapsed_value: float) -> NDArray
     return np.where(relapsed, relapsed_value, 1.0)
 
 
+def _chemosensitivity_other(chemosensitivity: NDArray[np.float64], stage_factor: NDArray[np.float64],
+                            parameters: ParameterSet, own_factor: NDArray[np.float64] | float
+                            ) -> NDArray[np.float64]:
+    """Chemosensitivity to the regimens outside the induction class: the patient's (stage-free) chemosensitivity
+    raised to ``chemosensitivity_shared_exponent``, times the disease-stage factor and a factor of its own."""
+    return chemosensitivity ** parameters["chemosensitivity_shared_exponent"] * stage_factor * own_factor
+
+
 def latent_effects_at_median(p: NDArray[np.float64], parameters: ParameterSet,
                              relapsed: NDArray[np.bool_]) -> None:
     """Set, in place, the per-patient effects no observation informs (the leukemia's sensitivity to T-cell
-    killing, the marrow reserve) to the medians of their laws, as a digital twin assumes them."""
+    killing and whether it resists it, the marrow reserve, the own factor of the chemosensitivity outside the
+    induction class) to the medians of their laws, as a digital twin assumes them (a resistant leukemia is the minority: ``t_cell_resistant_fraction`` is at most 0.5)."""
     p[:, D["t_cell_kill_sensitivity"]] = 1.0
+    p[:, D["car_exhaustion_factor"]] = 1.0
+    stage = _stage_factor(relapsed, parameters["chemosensitivity_relapsed"])
+    p[:, D["chemosensitivity_other"]] = _chemosensitivity_other(p[:, D["chemosensitivity"]] / stage, stage,
+                                                                parameters, 1.0)
     p[:, D["marrow_reserve"]] = _stage_factor(relapsed, parameters["marrow_reserve_relapsed_median"])
 
 
@@ -68,8 +81,10 @@ def parameters_from_etas(parameters: ParameterSet, covariates: Covariates, etas:
     (patients x registry parameters, log scale): value = typical x exp(eta) for each registry parameter with
     ``iiv_cv`` > 0 (other columns of ``etas`` are ignored; relapsed disease grows
     ``leukemia_growth_relapsed_factor`` times faster), then the derived quantities named in
-    ``layout.DERIVED_NAMES``. CRS/ICANS susceptibilities, the leukemia's sensitivity to T-cell killing and the
-    marrow reserve are drawn for (``seed``, patient id)."""
+    ``layout.DERIVED_NAMES``. CRS/ICANS susceptibilities, the leukemia's sensitivity to T-cell killing, whether
+    it resists that killing (``t_cell_resistant_fraction``: its sensitivity is multiplied by
+    ``t_cell_resistant_kill_factor`` and the CAR-T exhaustion rate by ``t_cell_resistant_car_exhaustion_factor``)
+    and the marrow reserve are drawn for (``seed``, patient id)."""
     ids = covariates.patient_id
     n = ids.size
     etas = np.asarray(etas, dtype=np.float64)
@@ -99,6 +114,7 @@ def parameters_from_etas(parameters: ParameterSet, covariates: Covariates, etas:
     blin_clearance = value("blin_clearance") * blin_bsa ** value("blin_clearance_bsa_exponent")
     blin_volume = value("blin_volume") * blin_bsa
     stage_sensitivity = _stage_factor(relapsed, parameters["chemosensitivity_relapsed"])
+    resistant = uniforms(seed, ids, Stream.named("parameters/t_cell_resistant")) < value("t_cell_resistant_fraction")
     derived = {
         "weight_kg": weight,
         "age_years": age,
@@ -118,8 +134,9 @@ def parameters_from_etas(parameters: ParameterSet, covariates: Covariates, etas:
         * (age / 60.0) ** value("ino_decay_age_exponent"),
         "ino_central_volume": value("ino_central_volume") * lbm_ratio ** value("ino_central_volume_lbm_exponent"),
         "chemosensitivity": covariates.chemosensitivity * stage_sensitivity,
-        "chemosensitivity_other": covariates.chemosensitivity ** value("chemosensitivity_shared_exponent")
-        * stage_sensitivity,
+        "chemosensitivity_other": _chemosensitivity_other(
+            covariates.chemosensitivity, stage_sensitivity, parameters,
+            np.exp(value("chemosensitivity_other_sd") * _normals(seed, ids, "chemosensitivity_other"))),
         "t_cell_fitness": covariates.t_cell_fitness,
         "crs_susceptibility": np.exp(value("crs_susceptibility_sd")
                                      * _normals(seed, ids, "crs_susceptibility")),
@@ -128,9 +145,11 @@ def parameters_from_etas(parameters: ParameterSet, covariates: Covariates, etas:
         "prior_hsct": covariates.prior_hsct.astype(np.float64),
         "wbc_per_uL": covariates.wbc_per_uL,
         "t_cell_kill_sensitivity": np.exp(value("t_cell_kill_sensitivity_sd")
-                                          * _normals(seed, ids, "t_cell_kill_sensitivity")),
+                                          * _normals(seed, ids, "t_cell_kill_sensitivity"))
+        * np.where(resistant, value("t_cell_resistant_kill_factor"), 1.0),
         "marrow_reserve": _stage_factor(relapsed, parameters["marrow_reserve_relapsed_median"])
         * np.exp(value("marrow_reserve_sd") * _normals(seed, ids, "marrow_reserve")),
+        "car_exhaustion_factor": np.where(resistant, value("t_cell_resistant_car_exhaustion_factor"), 1.0),
     }
     for name, column in D.items():
         out[:, column] = derived[name]
