@@ -183,9 +183,9 @@ def _apply_bolus(t: float, y: np.ndarray, p: np.ndarray, c: np.ndarray, bolus: n
             y[S_CAR_EFFECTOR] = math.log(cells)
             y[S_CAR_MEMORY] = math.log(0.01 * cells)
             # exhausted cells are seeded at the ratio to effectors that the model's exhaustion kinetics sustain
-            # under full antigen signal, ex x factor / (x_death + rho x fitness) (a few per cent, the order of exhaustion-
-            # marker-positive cells in an expanded product); from far below it the pool's ln-rate (~50/day) is a
-            # stiff transient. Exhausted cells do not kill; the seed decays at x_death.
+            # under full antigen signal, ex x factor / (x_death + rho x fitness) (a few per cent, the order of
+            # exhaustion-marker-positive cells in an expanded product); from far below it the pool's ln-rate
+            # (~50/day) is a stiff transient. Exhausted cells do not kill; the seed decays at x_death.
             expansion = p[_CAR_RHO] * p[_FITNESS]
             y[S_CAR_EXHAUSTED] = math.log(p[_CAR_EX] * p[_CAR_EX_FACTOR] / (p[_CAR_XDEATH] + expansion) * cells)
         c[C_CAR_INFUSION] = t

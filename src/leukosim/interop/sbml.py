@@ -235,7 +235,8 @@ def _rules() -> tuple[list[tuple[str, str, str]], dict[str, str]]:
                            f"- car_loss, {car}, 0)",
         "ln_car_memory": f"piecewise(car_memory_formation * exp(ln_car_effector - ln_car_memory) - car_memory_decay "
                          f"- car_memory_reactivation * car_signal - car_loss, {car}, 0)",
-        "ln_car_exhausted": f"piecewise(car_exhaustion_rate * car_exhaustion_factor * car_signal * exp(ln_car_effector - ln_car_exhausted) "
+        "ln_car_exhausted": f"piecewise(car_exhaustion_rate * car_exhaustion_factor * car_signal "
+                            f"* exp(ln_car_effector - ln_car_exhausted) "
                             f"- car_exhausted_death - car_loss, {car}, 0)",
         "ino_central_mg": "-(ino_clearance + ino_intercompartmental_clearance) / ino_central_volume_individual "
                           "* ino_central_mg + ino_intercompartmental_clearance / ino_peripheral_volume "
@@ -264,7 +265,8 @@ def _bolus_steps(bolus: np.ndarray) -> list[tuple[str, str]]:
             ("ln_car_memory", f"piecewise(ln_car_memory, car_present > 0.5, ln(0.01 * {cells}))"),
             # exhausted cells seeded at the ratio the exhaustion kinetics sustain under full antigen signal
             ("ln_car_exhausted", (f"piecewise(ln_car_exhausted, car_present > 0.5, ln(car_exhaustion_rate "
-                                  f"* car_exhaustion_factor / (car_exhausted_death + car_expansion_rate * t_cell_fitness) * {cells}))")),
+                                  f"* car_exhaustion_factor / (car_exhausted_death + car_expansion_rate "
+                                  f"* t_cell_fitness) * {cells}))")),
             ("car_present", "1"),
         ]
     if bolus[B_HSCT] > 0.0:

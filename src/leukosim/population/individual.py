@@ -60,7 +60,8 @@ def latent_effects_at_median(p: NDArray[np.float64], parameters: ParameterSet,
                              relapsed: NDArray[np.bool_]) -> None:
     """Set, in place, the per-patient effects no observation informs (the leukemia's sensitivity to T-cell
     killing and whether it resists it, the marrow reserve, the own factor of the chemosensitivity outside the
-    induction class) to the medians of their laws, as a digital twin assumes them (a resistant leukemia is the minority: ``t_cell_resistant_fraction`` is at most 0.5)."""
+    induction class) to the medians of their laws, as a digital twin assumes them (a resistant leukemia is the
+    minority: ``t_cell_resistant_fraction`` is at most 0.5)."""
     p[:, D["t_cell_kill_sensitivity"]] = 1.0
     p[:, D["car_exhaustion_factor"]] = 1.0
     stage = _stage_factor(relapsed, parameters["chemosensitivity_relapsed"])
