@@ -209,7 +209,7 @@ def test_a_parameters_random_effect_is_keyed_by_its_name_not_its_place_in_the_re
     assert np.count_nonzero(before.any(axis=0)) > 10
     np.testing.assert_array_equal(after[:, order], before)
     names = [p.name for p in PARAMETERS] + ["crs_susceptibility", "icans_susceptibility", "t_cell_kill_sensitivity",
-                                            "marrow_reserve", "t_cell_resistant"]
+                                            "marrow_reserve", "t_cell_resistant", "chemosensitivity_other"]
     streams = {Stream.named(f"parameters/{name}") for name in names}
     assert len(streams) == len(names)
     assert min(streams) > sum(size for _, size in Stream.BLOCKS) and max(streams) < 2**63

@@ -103,7 +103,8 @@ _DERIVED: dict[str, tuple[str, str]] = {
     "ino_central_volume": ("L", "inotuzumab central volume scaled by lean body mass"),
     "chemosensitivity": ("-", "chemosensitivity to induction-class regimens (covariate x disease-stage factor)"),
     "chemosensitivity_other": ("-", "chemosensitivity to the other regimens and agents (covariate ^ "
-                                    "chemosensitivity_shared_exponent x disease-stage factor)"),
+                                    "chemosensitivity_shared_exponent x disease-stage factor x own random "
+                                    "effect)"),
     "t_cell_fitness": ("-", "T-cell fitness (covariate)"),
     "t_cell_kill_sensitivity": ("-", "sensitivity of the patient's leukemia to T-cell killing (random effect)"),
     "prior_hsct": ("-", "1 after a prior allogeneic transplant (covariate)"),

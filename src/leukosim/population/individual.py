@@ -84,8 +84,9 @@ def parameters_from_etas(parameters: ParameterSet, covariates: Covariates, etas:
     ``leukemia_growth_relapsed_factor`` times faster), then the derived quantities named in
     ``layout.DERIVED_NAMES``. CRS/ICANS susceptibilities, the leukemia's sensitivity to T-cell killing, whether
     it resists that killing (``t_cell_resistant_fraction``: its sensitivity is multiplied by
-    ``t_cell_resistant_kill_factor`` and the CAR-T exhaustion rate by ``t_cell_resistant_car_exhaustion_factor``)
-    and the marrow reserve are drawn for (``seed``, patient id)."""
+    ``t_cell_resistant_kill_factor`` and the CAR-T exhaustion rate by ``t_cell_resistant_car_exhaustion_factor``),
+    the marrow reserve and the own factor of the chemosensitivity outside the induction class are drawn for
+    (``seed``, patient id)."""
     ids = covariates.patient_id
     n = ids.size
     etas = np.asarray(etas, dtype=np.float64)
