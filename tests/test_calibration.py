@@ -78,6 +78,7 @@ def test_shipped_calibration_reproduces_its_recorded_fit() -> None:
 
     document = json.loads(files("leukosim").joinpath(f"parameter_sets/{DEFAULT}.json").read_text())
     settings = settings_from_file(files("leukosim").joinpath(f"parameter_sets/{DEFAULT}.json"))
+    assert settings == CalibrationSettings()  # the defaults of leukosim calibrate are the shipped run
     names = document["fit"]["fitted_parameters"]
     objective = CalibrationObjective(calibration_protocols(settings.protocols), names, settings.n_patients,
                                      settings.seed, prior_sd_decades=settings.prior_sd_decades)
