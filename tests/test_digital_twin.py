@@ -59,7 +59,7 @@ def simulated_data(name: str, directory: Path) -> Path:
     for parameter, eta in truth.items():
         etas[0, INDEX[parameter]] = eta
     p = parameters_from_etas(parameters, covariates, etas, SEED)
-    latent_effects_at_median(p, parameters, covariates.relapsed)  # as the twin assumes them
+    latent_effects_at_median(p, parameters, covariates)  # as the twin assumes them
     patients, events, trajectories = simulate_patients(protocol, parameters, SEED, covariates, p,
                                                        np.zeros(1, dtype=np.int64), trajectory_patients=1)
     run = write_run(TrialResult(protocol, parameters, SEED, patients.reset_index(drop=True),

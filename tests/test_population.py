@@ -310,7 +310,7 @@ def test_chemosensitivity_outside_the_induction_class_is_a_power_of_the_patients
         own = np.log(p[:, D["chemosensitivity_other"]] / (factor * covariates.chemosensitivity ** 0.3))
         assert stats.kstest(own, "norm", args=(0.0, 0.6)).pvalue > 1e-3
         assert abs(stats.spearmanr(own, covariates.chemosensitivity).statistic) < 0.05
-        individual.latent_effects_at_median(p, values, covariates.relapsed)
+        individual.latent_effects_at_median(p, values, covariates)
         np.testing.assert_allclose(p[:, D["chemosensitivity_other"]], factor * covariates.chemosensitivity ** 0.3)
 
 
@@ -345,7 +345,7 @@ def test_a_resistant_leukemia_is_a_bernoulli_feature_that_lowers_t_cell_kill_and
                                0.02 * sensitive[resistant & kept, D["t_cell_kill_sensitivity"]])
     np.testing.assert_array_equal(p[~resistant, D["t_cell_kill_sensitivity"]],
                                   sensitive[~resistant, D["t_cell_kill_sensitivity"]])
-    individual.latent_effects_at_median(p, values, covariates.relapsed)
+    individual.latent_effects_at_median(p, values, covariates)
     np.testing.assert_array_equal(p[:, D["car_exhaustion_factor"]], 1.0)
 
 
@@ -361,7 +361,7 @@ def test_marrow_reserve_is_lognormal_around_the_disease_stage_median(disease: st
     assert stats.kstest(logs, "norm", args=(np.log(median), 0.7)).pvalue > 1e-3
     few = individual_parameters(values, covariates.take(slice(0, 7)), 6)
     np.testing.assert_array_equal(np.log(few[:, D["marrow_reserve"]]), logs[:7])
-    individual.latent_effects_at_median(p, values, covariates.relapsed)
+    individual.latent_effects_at_median(p, values, covariates)
     np.testing.assert_array_equal(p[:, D["marrow_reserve"]], median)
     np.testing.assert_array_equal(p[:, D["t_cell_kill_sensitivity"]], 1.0)
 

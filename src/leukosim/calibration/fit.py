@@ -220,7 +220,7 @@ def joint_step(objective: CalibrationObjective, x0: np.ndarray, screening: Scree
     prior = np.eye(len(x0)) / objective.prior_sd_decades
     matrix = np.vstack([screening.jacobian, prior])
     wanted = -np.concatenate([screening.residuals, x0 / objective.prior_sd_decades])
-    direction = lsq_linear(matrix, wanted, bounds=(np.minimum(low, 0.0), np.maximum(high, 0.0))).x
+    direction = lsq_linear(matrix, wanted, bounds=(low, high)).x
     best_x, best = x0, math.inf
     for fraction in (1.0, 0.5, 0.25):
         trial = np.clip(x0 + fraction * direction, bounds[:, 0], bounds[:, 1])

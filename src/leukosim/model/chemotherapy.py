@@ -76,10 +76,10 @@ PARAMETERS = tuple(
               "exponent of the patient's chemosensitivity on the regimens outside the induction class and on "
               "lymphodepleting agents (0: the induction response says nothing about them)", bounds=(0.05, 1.0)),
     Parameter("chemosensitivity_other_sd", 0.1, "log", "assumption [U]: near 0, the induction response predicts "
-              "the rest; direction: relapse-specific resistance (NT5C2 and PRPS1 to thiopurines, CREBBP to "
-              "glucocorticoids) arises in patients of any early response (Waanders 2020 Blood Cancer Discov 1:96 "
-              "[P]), and 83% of the events of AIEOP-BFM ALL 2000 were in its MRD-SR and MRD-IR groups (S60, "
-              "calibration_targets.md [S])", True,
+              "the rest; direction: drug-resistance mutations (NT5C2, PRPS1, NR3C1) arise during therapy in 65% "
+              "of early relapses (Li 2020 Blood 135:41, abstract [P]) and NT5C2 variants appear only at relapse "
+              "(Waanders 2020 Blood Cancer Discov 1:96, abstract [P]); 83% of the events of AIEOP-BFM ALL 2000 "
+              "were in its MRD-SR and MRD-IR groups ([D] from S60, calibration_targets.md)", True,
               "SD of a log-normal factor, median 1, on the chemosensitivity to the regimens outside the induction "
               "class that the induction response does not predict", bounds=(0.01, 1.5)),
 )

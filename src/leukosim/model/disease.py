@@ -36,14 +36,16 @@ PARAMETERS = (
               "centiles (1.0 allowed 50; the spread is not measured)", True,
               "SD of the patient's log sensitivity of leukemic cells to T-cell-mediated killing (CAR-T and "
               "blinatumomab; median 1)", bounds=(0.05, 2.0)),
-    Parameter("t_cell_resistant_fraction", 0.15, "-", "assumption [U]; direction: leukemias with impaired "
-              "death-receptor signalling resist CAR-T killing whatever their antigen and drive the CAR-T cells "
-              "into dysfunction; their death-receptor gene signature was lower in CTL019 non-responders (Singh "
-              "2020 Cancer Discov 10:552 [P]); the share is not measured", True,
+    Parameter("t_cell_resistant_fraction", 0.15, "-", "assumption [U]; direction: primary resistance to CD19 "
+              "CAR-T is 10-20% of ALL; leukemias with impaired death-receptor signalling resist CAR-T killing "
+              "whatever their antigen and drive the CAR-T cells into dysfunction, and low death-receptor gene "
+              "expression went with worse survival in two CAR-T trials (Singh 2020 Cancer Discov 10:552, "
+              "abstract [P]); the share of such leukemias is not measured", True,
               "share of patients whose leukemia resists T-cell-mediated killing (a Bernoulli latent feature)",
               bounds=(0.005, 0.5)),
-    Parameter("t_cell_resistant_kill_factor", 0.01, "-", "assumption [U]: Singh 2020 (Cancer Discov 10:552) "
-              "FADD/BID knockout ALL escapes CAR-T in mice [P]; the residual kill is not measured", True,
+    Parameter("t_cell_resistant_kill_factor", 0.01, "-", "assumption [U]: loss of death-receptor signalling "
+              "let ALL progress rapidly despite CAR-T (Singh 2020 Cancer Discov 10:552, abstract [P]); the "
+              "residual kill is not measured", True,
               "factor on the T-cell kill sensitivity of a resistant leukemia", bounds=(0.001, 1.0)),
     Parameter("t_cell_resistant_car_exhaustion_factor", 6.0, "-", "assumption [U]: CAR-T cells engaged by "
               "death-receptor-impaired leukemia become dysfunctional (Singh 2020 Cancer Discov 10:552 [P]) and "

@@ -38,9 +38,14 @@ def random_effects(covariates: Covariates, seed: int) -> NDArray[np.float64]:
     return etas
 
 
+def _stream(name: str) -> int:
+    """The stream of the patient-level random effect ``name``, keyed by its name."""
+    return Stream.named(f"parameters/{name}")
+
+
 def _normals(seed: int, patient_ids: NDArray[np.int64], name: str) -> NDArray[np.float64]:
-    """Standard normal draws of the patient-level random effect ``name``, on a stream keyed by its name."""
-    return standard_normals(seed, patient_ids, Stream.named(f"parameters/{name}"))
+    """Standard normal draws of the patient-level random effect ``name``."""
+    return standard_normals(seed, patient_ids, _stream(name))
 
 
 def _stage_factor(relapsed: NDArray[np.bool_], relapsed_value: float) -> NDArray[np.float64]:
@@ -56,17 +61,16 @@ def _chemosensitivity_other(chemosensitivity: NDArray[np.float64], stage_factor:
     return chemosensitivity ** parameters["chemosensitivity_shared_exponent"] * stage_factor * own_factor
 
 
-def latent_effects_at_median(p: NDArray[np.float64], parameters: ParameterSet,
-                             relapsed: NDArray[np.bool_]) -> None:
+def latent_effects_at_median(p: NDArray[np.float64], parameters: ParameterSet, covariates: Covariates) -> None:
     """Set, in place, the per-patient effects no observation informs (the leukemia's sensitivity to T-cell
     killing and whether it resists it, the marrow reserve, the own factor of the chemosensitivity outside the
     induction class) to the medians of their laws, as a digital twin assumes them (a resistant leukemia is the
     minority: ``t_cell_resistant_fraction`` is at most 0.5)."""
+    relapsed = covariates.relapsed
     p[:, D["t_cell_kill_sensitivity"]] = 1.0
     p[:, D["car_exhaustion_factor"]] = 1.0
-    stage = _stage_factor(relapsed, parameters["chemosensitivity_relapsed"])
-    p[:, D["chemosensitivity_other"]] = _chemosensitivity_other(p[:, D["chemosensitivity"]] / stage, stage,
-                                                                parameters, 1.0)
+    p[:, D["chemosensitivity_other"]] = _chemosensitivity_other(
+        covariates.chemosensitivity, _stage_factor(relapsed, parameters["chemosensitivity_relapsed"]), parameters, 1.0)
     p[:, D["marrow_reserve"]] = _stage_factor(relapsed, parameters["marrow_reserve_relapsed_median"])
 
 
@@ -116,7 +120,7 @@ def parameters_from_etas(parameters: ParameterSet, covariates: Covariates, etas:
     blin_clearance = value("blin_clearance") * blin_bsa ** value("blin_clearance_bsa_exponent")
     blin_volume = value("blin_volume") * blin_bsa
     stage_sensitivity = _stage_factor(relapsed, parameters["chemosensitivity_relapsed"])
-    resistant = uniforms(seed, ids, Stream.named("parameters/t_cell_resistant")) < value("t_cell_resistant_fraction")
+    resistant = uniforms(seed, ids, _stream("t_cell_resistant")) < value("t_cell_resistant_fraction")
     derived = {
         "weight_kg": weight,
         "age_years": age,

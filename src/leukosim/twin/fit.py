@@ -147,7 +147,7 @@ class PatientModel:
         full = np.zeros((m, N_REGISTRY))
         full[:, self.columns] = etas
         p = parameters_from_etas(self.parameters, covariates, full, _SEED)
-        latent_effects_at_median(p, self.parameters, covariates.relapsed)  # like the latent covariates
+        latent_effects_at_median(p, self.parameters, covariates)  # like the latent covariates
         course = course_of(self.protocol, self.arm, covariates, p, _SEED, self.parameters, self.phases)
         stop = max(course.t_end, float(self.record_times[-1]))
         times, drive, bolus = self._schedule(course.times, course.drive, course.bolus, course.t_end)
