@@ -41,6 +41,8 @@ _FIRST_EVENT = {"first_event_relapse": "relapse", "first_event_death": "death",
 _CRS_AT_LEAST = {"crs_any_grade": ("crs", 1), "crs_grade_3_plus": ("crs", 3), "icans_any_grade": ("icans", 1),
                  "icans_grade_3_plus": ("icans", 3)}
 _CRS_EXACTLY = {"crs_grade_3": ("crs", 3), "crs_grade_4": ("crs", 4)}
+#: Share of patients given at least one dose of a toxicity-management drug (patient-table count column).
+_TREATMENT_COUNT = {"tocilizumab": "tocilizumab_doses", "corticosteroids": "corticosteroid_courses"}
 #: Patient-table column of each kinetics / exposure endpoint (geometric means, ratios and means of the patients
 #: with a positive value: CAR-T infused, or given the drug).
 _GEOMEAN = {"car_cmax_geomean": "car_cmax_copies_per_ug", "car_auc28_geomean": "car_auc0_28",
@@ -89,6 +91,8 @@ def group_members(protocol: Protocol, patients: pd.DataFrame, group: str) -> np.
         return patients["car_infused"].astype("boolean").fillna(False).to_numpy(bool)
     if group == "relapsed":
         return patients["relapse"].astype("boolean").fillna(False).to_numpy(bool)
+    if group == "with_crs":
+        return patients["crs_max_grade"].astype("Int64").fillna(0).to_numpy(int) >= 1
     definition: Group = protocol.groups[group]
     members = np.ones(len(patients), dtype=bool)
     for name in definition.assessed:
@@ -153,6 +157,8 @@ def evaluate_target(target: Target, protocol: Protocol, patients: pd.DataFrame
         kind, grade = _CRS_AT_LEAST.get(endpoint) or _CRS_EXACTLY[endpoint]
         grades = rows[f"{kind}_max_grade"].astype("Int64").to_numpy(int, na_value=0)
         return _proportion(grades >= grade if endpoint in _CRS_AT_LEAST else grades == grade)
+    if endpoint in _TREATMENT_COUNT:
+        return _proportion(rows[_TREATMENT_COUNT[endpoint]].astype("Int64").fillna(0).to_numpy(int) > 0)
     if endpoint in _FIRST_EVENT:
         kinds = rows["efs_event_type"].astype("string").fillna("").to_numpy(str)
         return _proportion(kinds == _FIRST_EVENT[endpoint])

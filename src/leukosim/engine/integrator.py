@@ -100,6 +100,7 @@ _STEROID_EFFECT = INDEX["steroid_effect"]
 _FEVER = INDEX["crs_fever_il6"]
 _HYPOTENSION = INDEX["crs_hypotension_il6"]
 _HYPOXIA = INDEX["crs_hypoxia_il6"]
+_LEVEL_RATIO = INDEX["crs_sign_level_ratio"]
 _FATAL = INDEX["crs_fatal_il6_factor"]
 _ICANS = INDEX["icans_il6"]
 _BLIN_K = D["blin_elimination"]
@@ -307,7 +308,7 @@ def _monitor(t: float, h: float, y: np.ndarray, p: np.ndarray, u: np.ndarray, c:
     signal = inflammatory_signal(il6, p[_IL6_BASELINE], p[_CRS_SUSC], factor)
     crs = 0
     if signal >= p[_FEVER] or treated:
-        fever, hypotension, hypoxia = crs_signs(signal, p[_FEVER], p[_HYPOTENSION], p[_HYPOXIA])
+        fever, hypotension, hypoxia = crs_signs(signal, p[_FEVER], p[_HYPOTENSION], p[_HYPOXIA], p[_LEVEL_RATIO])
         crs = crs_grade_astct(fever, hypotension, hypoxia, treated)
     if crs > c[C_CRS_MAX]:
         c[C_CRS_MAX] = crs
@@ -315,7 +316,7 @@ def _monitor(t: float, h: float, y: np.ndarray, p: np.ndarray, u: np.ndarray, c:
         c[C_CRS_ONSET] = t
     if il6 > c[C_IL6_MAX]:
         c[C_IL6_MAX] = il6
-    if signal >= p[_FATAL] * p[_HYPOTENSION] * 16.0:
+    if signal >= p[_FATAL] * p[_HYPOTENSION] * p[_LEVEL_RATIO] ** 2:  # a multiple of the multi-vasopressor level
         c[C_CRS_MAX] = 5.0
         _terminate(c, EVENT_DEATH_CRS, t)
         return False

@@ -22,18 +22,25 @@ PARAMETERS = (
     Parameter("crs_fever_il6", 30.0, "pg/mL", "assumption [U]; bounds: above normal IL-6 (< 7 pg/mL)", True,
               "IL-6 at which fever starts", bounds=(10.0, 300.0)),
     Parameter("crs_hypotension_il6", 300.0, "pg/mL", "assumption [U]", True,
-              "IL-6 for hypotension needing fluids (one vasopressor x4, multiple x16)", bounds=(50.0, 5000.0)),
+              "IL-6 for hypotension needing fluids (one vasopressor at crs_sign_level_ratio times it, multiple "
+              "vasopressors at its square)", bounds=(50.0, 5000.0)),
     Parameter("crs_hypoxia_il6", 400.0, "pg/mL", "assumption [U]", True,
-              "IL-6 for low-flow oxygen (high-flow x4, positive pressure x16)", bounds=(50.0, 5000.0)),
+              "IL-6 for low-flow oxygen (high-flow and positive pressure at crs_sign_level_ratio and its square "
+              "times it)", bounds=(50.0, 5000.0)),
+    Parameter("crs_sign_level_ratio", 4.0, "-", "assumption [U]: how steeply shock and hypoxia deepen with "
+              "IL-6; bounds: from a factor 1.5 to 8 per level", True,
+              "effective IL-6 ratio between successive levels of hypotension (fluids, one vasopressor, multiple "
+              "vasopressors) and of hypoxia (low-flow, high-flow, positive pressure)", bounds=(1.5, 8.0)),
     Parameter("crs_susceptibility_sd", 0.8, "log", "assumption: between-patient spread of CRS severity [U]; "
               "bounds: at most a factor ~4.5 per SD", True, "SD of the patient's log susceptibility to CRS signs",
               bounds=(0.1, 1.5)),
     Parameter("crs_fatal_il6_factor", 8.0, "-", "assumption: fatal CRS beyond refractory grade 4 [U]", True,
               "IL-6 multiple of the multiple-vasopressor level at which CRS is fatal"),
     Parameter("tocilizumab_effect", 0.25, "-", "assumption: IL-6R blockade; no effect on CAR expansion "
-              "(Stein 2019 F_toci) [U]", True, "factor on the effective IL-6 signal after tocilizumab"),
-    Parameter("steroid_effect", 0.5, "-", "assumption [U]", True,
-              "factor on the effective IL-6 and neuro signal after corticosteroids"),
+              "(Stein 2019 F_toci) [U]; bounds: from near-abolition to none", True,
+              "factor on the effective IL-6 signal after tocilizumab", bounds=(0.05, 1.0)),
+    Parameter("steroid_effect", 0.5, "-", "assumption [U]; bounds: from near-abolition to none", True,
+              "factor on the effective IL-6 and neuro signal after corticosteroids", bounds=(0.05, 1.0)),
     Parameter("icans_il6", 400.0, "pg/mL", "assumption: ICANS follows CRS (ELIANA G3 neuro 32% with G4 CRS) [U]",
               True, "effective IL-6 at which encephalopathy starts"),
     Parameter("icans_susceptibility_sd", 1.0, "log", "assumption [U]; bounds as crs_susceptibility_sd", True,
@@ -66,10 +73,6 @@ PARAMETERS = (
 )
 
 # ------------------------------------------------------------------------------------ symptom layer
-# Signs escalate in fixed multiples of their IL-6 threshold: level n needs 4**(n-1) times the first level.
-_LEVEL_FACTOR = 4.0
-
-
 @kernel
 def inflammatory_signal(il6: float, baseline: float, susceptibility: float, treatment: float) -> float:
     """Effective IL-6 signal (pg/mL) for the symptom layer: the patient's susceptibility and anti-cytokine
@@ -78,21 +81,24 @@ def inflammatory_signal(il6: float, baseline: float, susceptibility: float, trea
 
 
 @kernel
-def _level(signal: float, threshold: float) -> int:
+def _level(signal: float, threshold: float, ratio: float) -> int:
+    """Sign level 0-3: level n needs ``ratio**(n - 1)`` times the first level's threshold."""
     level = 0
     bound = threshold
     while level < 3 and signal >= bound:
         level += 1
-        bound *= _LEVEL_FACTOR
+        bound *= ratio
     return level
 
 
 @kernel
-def crs_signs(effective_il6: float, fever_il6: float, hypotension_il6: float,
-              hypoxia_il6: float) -> tuple[bool, int, int]:
+def crs_signs(effective_il6: float, fever_il6: float, hypotension_il6: float, hypoxia_il6: float,
+              level_ratio: float) -> tuple[bool, int, int]:
     """Fever, hypotension level (0 none .. 3 multiple vasopressors) and hypoxia level (0 none ..
-    3 positive pressure) at an effective IL-6 signal (pg/mL x patient susceptibility x treatment)."""
-    return (effective_il6 >= fever_il6, _level(effective_il6, hypotension_il6), _level(effective_il6, hypoxia_il6))
+    3 positive pressure) at an effective IL-6 signal (pg/mL x patient susceptibility x treatment); each
+    level needs ``level_ratio`` times the signal of the one below."""
+    return (effective_il6 >= fever_il6, _level(effective_il6, hypotension_il6, level_ratio),
+            _level(effective_il6, hypoxia_il6, level_ratio))
 
 
 @kernel

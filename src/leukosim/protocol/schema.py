@@ -551,7 +551,7 @@ class Group(StrictModel):
 TargetEndpoint = Literal[
     "cr_or_cri", "mrd_negative", "hsct", "sos_vod", "relapse",
     "crs_any_grade", "crs_grade_3", "crs_grade_4", "crs_grade_3_plus",
-    "icans_any_grade", "icans_grade_3_plus",
+    "icans_any_grade", "icans_grade_3_plus", "tocilizumab", "corticosteroids",
     "first_event_relapse", "first_event_death", "first_event_no_response",
     "efs", "os", "median_efs", "median_os",
     "cd19_negative_relapse_fraction", "group_share", "cr",
@@ -571,7 +571,7 @@ QUANTITY_ENDPOINTS: dict[str, str] = {
     "blinatumomab_css_mean": "ng/mL", "inotuzumab_cmax_mean": "ng/mL",
 }
 #: Subgroups every protocol has (a protocol's own ``groups:`` add to them).
-BUILTIN_GROUPS = ("responders", "car_infused", "relapsed")
+BUILTIN_GROUPS = ("responders", "car_infused", "relapsed", "with_crs")
 _TIMEPOINT_ENDPOINTS = ("efs", "os")
 _SPREAD_ENDPOINTS = tuple(e for e in QUANTITY_ENDPOINTS if not e.startswith("median") and e != "crs_onset_median")
 
@@ -582,7 +582,9 @@ class Target(StrictModel):
     ``endpoint`` is a proportion of the arm's analysed patients (or of the subgroup ``among``), a Kaplan-Meier
     estimate at ``timepoint_days`` (efs, os), or a quantity in the unit of :data:`QUANTITY_ENDPOINTS` (medians in
     days, kinetics, exposure). ``group_share`` is the share of patients in ``group``; ``relapse`` with
-    ``timepoint_days`` counts relapses up to that day. ``sd`` (a mean's endpoint) or ``log_sd`` (a geometric
+    ``timepoint_days`` counts relapses up to that day; ``tocilizumab`` and ``corticosteroids`` are the shares
+    given at least one dose. Built-in subgroups: ``responders`` (CR or CRi), ``car_infused``, ``relapsed``,
+    ``with_crs`` (CRS of any grade). ``sd`` (a mean's endpoint) or ``log_sd`` (a geometric
     mean's or ratio's: SD of the log values, e.g. sqrt(omega^2) of a population model) with ``n`` give a
     quantity its reference interval when no CI is published. ``calibrate: false`` shows a target without
     fitting to it (scale or definition differs from the simulator's, or the source is secondary); the reason
