@@ -30,7 +30,8 @@ STATISTICS_COLUMNS = (
     # baseline (Table 1)
     "age_years", "sex", "height_cm", "weight_kg", "bsa_m2", "marrow_blasts_percent", "wbc_per_uL", "prior_hsct",
     # response, toxicity, transplant, kinetics and exposure
-    "best_response", "crs_max_grade", "crs_onset_day", "icans_max_grade", "sos_vod", "hsct", "car_infused",
+    "best_response", "crs_max_grade", "crs_onset_day", "icans_max_grade", "tocilizumab_doses",
+    "corticosteroid_courses", "sos_vod", "hsct", "car_infused",
     "car_cmax_copies_per_ug", "car_tmax_days", "car_auc0_28", "blinatumomab_css_max_ng_per_mL",
     "inotuzumab_cmax_ng_per_mL",
     # relapse and survival
