@@ -9,6 +9,7 @@ from scipy import stats
 from scipy.special import logit
 
 from leukosim.engine.simulate import post_progression_survival
+from leukosim.model.latent import CD22_PARTIAL_LOW_SHARE
 from leukosim.model.layout import D
 from leukosim.model.registry import INDEX, PARAMETERS, default_parameters
 from leukosim.population import individual
@@ -222,18 +223,37 @@ def test_latent_features_follow_the_parameter_sets_laws_unless_the_protocol_stat
     latent = {name: None for name in ("cd19_negative_fraction", "cd22_low_fraction", "lineage_switch_fraction",
                                       "t_cell_fitness", "chemosensitivity")}
     values = default_parameters().replace(preexisting_cd22_low_median=1.0e-4, t_cell_fitness_relapsed_median=0.5,
-                                          chemosensitivity_cv_newly_diagnosed=1.2, chemosensitivity_cv_relapsed=0.6)
+                                          chemosensitivity_cv_newly_diagnosed=1.2, chemosensitivity_cv_relapsed=0.6,
+                                          preexisting_cd22_low_logit_sd=2.0, cd22_partial_fraction=0.01)
     n = 40_000
     relapsed = draw_covariates(make_population(**latent), 2, np.arange(n), values)
     first_line = draw_covariates(make_population(disease="newly_diagnosed", **latent), 2, np.arange(n), values)
-    assert np.median(relapsed.cd22_low_fraction) == pytest.approx(1.0e-4, rel=0.05)
-    assert np.std(logit(relapsed.cd22_low_fraction)) == pytest.approx(values["preexisting_cd22_low_logit_sd"],
-                                                                        rel=0.03)
+    law = relapsed.cd22_low_fraction[relapsed.cd22_low_fraction < CD22_PARTIAL_LOW_SHARE[0]]  # not partial
+    assert np.median(law) == pytest.approx(1.0e-4, rel=0.05)
+    assert np.std(logit(law)) == pytest.approx(values["preexisting_cd22_low_logit_sd"], rel=0.03)
     assert np.median(relapsed.t_cell_fitness) == pytest.approx(0.5, rel=0.03)
     assert np.median(first_line.t_cell_fitness) == pytest.approx(1.0, rel=0.03)
     assert np.std(np.log(first_line.chemosensitivity)) > 1.5 * np.std(np.log(relapsed.chemosensitivity))
     stated = draw_covariates(make_population(), 2, np.arange(n), values)
     assert np.median(stated.cd22_low_fraction) > 1e-3  # make_population states its own law
+
+
+def test_a_partial_cd22_leukemia_is_a_bernoulli_feature_with_a_uniform_cd22_low_share() -> None:
+    """A share ``cd22_partial_fraction`` of leukemias (binomial test) express CD22 on only part of their blasts:
+    their CD22-low share is uniform on CD22_PARTIAL_LOW_SHARE (KS test); the others follow the logit-normal law.
+    A protocol that states its own law of the share has no partial leukemias added."""
+    values = default_parameters().replace(cd22_partial_fraction=0.3, preexisting_cd22_low_median=1.0e-4,
+                                          preexisting_cd22_low_logit_sd=1.0)
+    n = 20_000
+    shares = draw_covariates(make_population(cd22_low_fraction=None), 4, np.arange(n), values).cd22_low_fraction
+    low, high = CD22_PARTIAL_LOW_SHARE
+    partial = shares >= low
+    assert stats.binomtest(int(partial.sum()), n, 0.3).pvalue > 1e-3
+    assert stats.kstest(shares[partial], stats.uniform(low, high - low).cdf).pvalue > 1e-3
+    assert np.median(shares[~partial]) == pytest.approx(1.0e-4, rel=0.05)
+    stated = [draw_covariates(make_population(), 4, np.arange(n), values.replace(cd22_partial_fraction=fraction))
+              for fraction in (0.01, 0.6)]
+    np.testing.assert_array_equal(stated[0].cd22_low_fraction, stated[1].cd22_low_fraction)
 
 
 def test_draws_within_ranges_and_fractions_match() -> None:

@@ -11,9 +11,11 @@ import pytest
 from leukosim.engine.initial import initial_state
 from leukosim.model.lanes import LANE_SCRATCH, exp_lanes
 from leukosim.model.layout import (
-    C_CAR_PRESENT, N_DRIVE, N_STATES, S_B_MATURE, S_B_PRECURSOR, S_CAR_EFFECTOR, S_CAR_EXHAUSTED, S_CAR_MEMORY,
+    C_ALIVE, C_CAR_PRESENT, D, N_DRIVE, N_STATES, S_B_MATURE, S_B_PRECURSOR, S_CAR_EFFECTOR, S_CAR_EXHAUSTED,
+    S_CAR_MEMORY, S_LEUKEMIA, S_MARROW,
 )
-from leukosim.model.registry import default_parameters
+from leukosim.model.readouts import R_MARROW_FRACTION, readouts_batch
+from leukosim.model.registry import INDEX, default_parameters
 from leukosim.model.rhs import RHS_WORK, derivatives
 from leukosim.population.covariates import draw_covariates
 from leukosim.population.individual import individual_parameters
@@ -82,3 +84,23 @@ def test_b_cell_maturation_flux_depends_on_the_ln_difference_where_counts_underf
     moderate = _rates(y, p, c)[S_B_MATURE]
     y[S_B_PRECURSOR], y[S_B_MATURE] = -735.0, -737.0
     assert _rates(y, p, c)[S_B_MATURE] == pytest.approx(moderate, rel=1e-12)
+
+
+def test_blasts_of_an_aplastic_marrow_are_counted_against_an_assessable_marrow() -> None:
+    """With normal haematopoiesis the blast fraction is leukemic over nucleated marrow cells; in an aplastic
+    marrow (after a block) it is leukemic cells over the cells of a marrow at the assessable cellularity, so
+    aplasia alone does not raise it."""
+    y, p, c = _car_patient()
+    c[C_ALIVE + 1:C_ALIVE + 4] = 0.0
+    leukemia = 1.0e8
+    y[S_LEUKEMIA] = math.log(leukemia)
+
+    def fraction() -> float:
+        return float(readouts_batch(y[None, :], p[None, :], c[None, :])[0, R_MARROW_FRACTION])
+
+    normal = math.exp(y[S_MARROW]) + math.exp(y[S_B_PRECURSOR])
+    assert fraction() == pytest.approx(leukemia / (leukemia + normal), rel=1e-12)
+    y[S_MARROW], y[S_B_PRECURSOR] = math.log(1e6), math.log(1e5)
+    assessable = p[INDEX["assessable_marrow_cellularity"]] * p[INDEX["marrow_cells_per_kg"]] * p[D["weight_kg"]]
+    assert fraction() == pytest.approx(leukemia / assessable, rel=1e-12)
+    assert fraction() < 2.0 * leukemia / (leukemia + normal)

@@ -220,7 +220,7 @@ def _event_values(y: np.ndarray, p: np.ndarray, c: np.ndarray, g: np.ndarray) ->
             g[k] = y[S_EXTINCTION + k] - c[C_EXTINCTION_THRESHOLD + k]
     g[4] = -np.inf
     if c[C_REMISSION] > 0.5:
-        g[4] = math.log(marrow_leukemic_fraction(y, c)) - math.log(RELAPSE_FRACTION)
+        g[4] = math.log(marrow_leukemic_fraction(y, p, c)) - math.log(RELAPSE_FRACTION)
     g[5] = y[S_HAZARD_INFECTION] - c[C_INFECTION_THRESHOLD]
     g[6] = y[S_HAZARD_TRM] - c[C_TRM_THRESHOLD]
     g[7] = y[S_HAZARD_SOS] - c[C_SOS_THRESHOLD] if c[C_SOS_TIME] < 0.0 else -np.inf

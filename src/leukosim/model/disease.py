@@ -63,6 +63,10 @@ PARAMETERS = (
     Parameter("normal_marrow_regrowth", 0.15, "1/day", "assumption: neutrophil recovery 2-3 weeks after a block [U]",
               True, "regrowth rate of normal haematopoiesis into free marrow space at marrow reserve 1 (the "
               "newly diagnosed median)"),
+    Parameter("assessable_marrow_cellularity", 0.2, "-", "assumption [U]: response criteria need an evaluable "
+              "marrow, of about 20% cellularity or more; an aplastic marrow is sampled again at recovery", False,
+              "least marrow cellularity (nucleated cells / marrow_cells_per_kg x weight) against which blasts are "
+              "counted: in a less cellular marrow the blast fraction is the leukemic cells over that many cells"),
     Parameter("count_recovery_fraction", 0.5, "-", "assumption: ANC >= 1000/uL ~ half of normal output [U]; "
               "bounds 0.2-0.8 [U] around the CR thresholds against normal paediatric counts (ANC 1000 of "
               "1500-8000/uL, platelets 100 of 150-450e9/L: 0.13-0.67)", True,

@@ -12,6 +12,9 @@ from __future__ import annotations
 
 from .parameter import Parameter
 
+#: CD22-low share of blasts in a leukemia with partial CD22 expression, assumption [U]: from half (CD22 not on most
+#: blasts) to 80% (a CD22-directed trial enrols leukemias with CD22 on at least 20% of blasts, AALL1621).
+CD22_PARTIAL_LOW_SHARE = (0.5, 0.8)
 #: logit SD of a log-uniform law over four decades (4 ln 10 / sqrt 12), the previous assumption's spread
 _FOUR_DECADES_SD = 2.66
 
@@ -37,6 +40,10 @@ PARAMETERS = (
     *_share_law("cd22_low", 0.01, (1.0e-7, 0.2), "assumption [U]: CD22 is expressed by most blasts in 60-90% of "
                 "B-ALL (Lanza 2020 [P]); the share with too little CD22 for inotuzumab is not measured", 2.0,
                 "CD22-low"),
+    Parameter("cd22_partial_fraction", 0.2, "-", "Lanza 2020 [P] (as for preexisting_cd22_low_median): CD22 is "
+              "expressed by most blasts in 60-90% of B-ALL, so in 10-40% it is not", True,
+              "share of leukemias expressing CD22 on only part of their blasts: their CD22-low share is uniform on "
+              "CD22_PARTIAL_LOW_SHARE, the others' follows the logit-normal law", bounds=(0.01, 0.6)),
     *_share_law("lineage_switch", 1.0e-11, (1.0e-14, 1.0e-5), "assumption [U]: lineage switch is 7.2% of relapses "
                 "after CD19 CAR-T (Lamble 2023, model_literature §1.4 [P]); the pre-existing share is not "
                 "measured", _FOUR_DECADES_SD, "lineage-switch (double-negative)"),

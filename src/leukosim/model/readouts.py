@@ -24,6 +24,8 @@ _VCN = INDEX["car_vector_copies"]
 _WEIGHT = D["weight_kg"]
 _T_NORMAL = D["t_normal"]
 _MARROW_NORMAL = D["marrow_normal"]
+_ASSESSABLE = INDEX["assessable_marrow_cellularity"]
+_MARROW_PER_KG = INDEX["marrow_cells_per_kg"]
 
 #: Leukocytes per uL of a child with normal counts (assumption [U]).
 NORMAL_LEUKOCYTES_PER_UL = 6000.0
@@ -53,10 +55,12 @@ def leukemia_cells(y: np.ndarray, c: np.ndarray) -> float:
 
 
 @kernel
-def marrow_leukemic_fraction(y: np.ndarray, c: np.ndarray) -> float:
-    """Leukemic cells among nucleated marrow cells (MRD fraction; x100 = blast percent)."""
+def marrow_leukemic_fraction(y: np.ndarray, p: np.ndarray, c: np.ndarray) -> float:
+    """Leukemic cells among nucleated marrow cells (MRD fraction; x100 = blast percent), the cells of an
+    aplastic marrow counted as those of the least cellular marrow a response assessment evaluates."""
     leukemia = leukemia_cells(y, c)
-    return leukemia / (leukemia + math.exp(y[S_MARROW]) + math.exp(y[S_B_PRECURSOR]))
+    nucleated = leukemia + math.exp(y[S_MARROW]) + math.exp(y[S_B_PRECURSOR])
+    return leukemia / max(nucleated, p[_ASSESSABLE] * p[_MARROW_PER_KG] * p[_WEIGHT])
 
 
 @kernel
@@ -94,7 +98,7 @@ def count_recovery(y: np.ndarray, p: np.ndarray) -> float:
 @kernel
 def readouts(y: np.ndarray, p: np.ndarray, c: np.ndarray, out: np.ndarray) -> None:
     total = leukemia_cells(y, c)
-    out[R_MARROW_FRACTION] = marrow_leukemic_fraction(y, c)
+    out[R_MARROW_FRACTION] = marrow_leukemic_fraction(y, p, c)
     for k in range(N_CLASSES):
         out[R_CLASS_FRACTION + k] = math.exp(y[S_LEUKEMIA + k]) / total if total > 0 and c[C_ALIVE + k] > 0.5 else 0.0
     out[R_B_CELLS_PER_UL] = b_cells_per_ul(y, p)

@@ -13,12 +13,14 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy.special import expit, logit, ndtr, ndtri
 
+from ..model.latent import CD22_PARTIAL_LOW_SHARE
 from ..model.registry import ParameterSet
 from ..protocol.schema import RELAPSED_DISEASE, Distribution, Population
 from .body_size import SDS_LIMIT, bsa_m2, height_weight_from_sds
 from .streams import Stream, uniforms
 
-__all__ = ["COVARIATE_STREAMS", "Covariates", "draw_covariates", "latent_law", "sample_distribution"]
+__all__ = ["COVARIATE_STREAMS", "Covariates", "cd22_low_shares", "draw_covariates", "latent_law",
+           "sample_distribution"]
 
 #: Stream offsets within the "covariates" block, by position: append new draws, never reorder or remove.
 COVARIATE_STREAMS: tuple[str, ...] = (
@@ -36,6 +38,8 @@ COVARIATE_STREAMS: tuple[str, ...] = (
     "t_cell_fitness",
     "chemosensitivity",
     "hsct_access_quantile",
+    "cd22_partial",
+    "cd22_partial_low_share",
 )
 
 
@@ -151,6 +155,18 @@ def latent_law(population: Population, name: str, parameters: ParameterSet) -> D
     raise KeyError(f"{name!r} is not a latent population feature")
 
 
+def cd22_low_shares(population: Population, parameters: ParameterSet, u_law: NDArray[np.float64],
+                    u_partial: NDArray[np.float64], u_share: NDArray[np.float64]) -> NDArray[np.float64]:
+    """CD22-low shares of blasts for uniforms ``u_*``: the latent law; unless the protocol states one, a share
+    ``cd22_partial_fraction`` of leukemias express CD22 on only part of their blasts, their CD22-low share uniform
+    on :data:`~leukosim.model.latent.CD22_PARTIAL_LOW_SHARE`."""
+    shares = sample_distribution(latent_law(population, "cd22_low_fraction", parameters), u_law)
+    if population.cd22_low_fraction is not None:
+        return shares
+    low, high = CD22_PARTIAL_LOW_SHARE
+    return np.where(u_partial < parameters["cd22_partial_fraction"], low + (high - low) * u_share, shares)
+
+
 def draw_covariates(population: Population, seed: int, patient_ids: NDArray[np.int64],
                     parameters: ParameterSet) -> Covariates:
     """Baseline covariates of the patients ``patient_ids`` of run ``seed``; latent features follow
@@ -189,7 +205,8 @@ def draw_covariates(population: Population, seed: int, patient_ids: NDArray[np.i
         prior_hsct=u("prior_hsct") < population.prior_hsct_fraction,
         prior_blinatumomab=u("prior_blinatumomab") < population.prior_blinatumomab_fraction,
         cd19_negative_fraction=draw_latent("cd19_negative_fraction"),
-        cd22_low_fraction=draw_latent("cd22_low_fraction"),
+        cd22_low_fraction=cd22_low_shares(population, parameters, u("cd22_low_fraction"), u("cd22_partial"),
+                                          u("cd22_partial_low_share")),
         lineage_switch_fraction=draw_latent("lineage_switch_fraction"),
         t_cell_fitness=draw_latent("t_cell_fitness"),
         chemosensitivity=draw_latent("chemosensitivity"),
