@@ -19,6 +19,7 @@ from leukosim.observe.assays import (
     ASSAYS, Assay, limit_of_detection,
     measure_blast_percent, measure_mrd,
 )
+from leukosim.model.toxicity import crs_signs
 from leukosim.observe.grading import (
     RESPONSE_CR, RESPONSE_CRI, RESPONSE_LABELS, RESPONSE_NR, UNABLE_TO_PERFORM, crs_grade_astct,
     crs_grades_astct, icans_grade_astct, icans_grades_astct, response_categories, response_category,
@@ -77,6 +78,20 @@ def test_crs_every_combination_against_the_table() -> None:
             expected = 0
         signs = (fever, hypotension, hypoxia, treated)
         assert crs_grade_astct(*signs) == expected, signs
+
+
+def test_sign_levels_deepen_by_the_level_ratio() -> None:
+    """Hypotension and hypoxia reach level n at ``ratio**(n - 1)`` times their threshold (fluids / low-flow at
+    the threshold, one vasopressor / high-flow at ``ratio`` times it, multiple vasopressors / positive pressure
+    at its square) and stay at 3 beyond; fever starts at its own threshold."""
+    fever_il6, hypotension_il6, hypoxia_il6, ratio = 20.0, 100.0, 300.0, 2.5
+    for multiple, level in ((0.99, 0), (1.0, 1), (2.49, 1), (2.5, 2), (6.24, 2), (6.25, 3), (1.0e3, 3)):
+        _, hypotension, hypoxia = crs_signs(multiple * hypotension_il6, fever_il6, hypotension_il6, hypoxia_il6, ratio)
+        assert hypotension == level, multiple
+        assert crs_signs(multiple * hypoxia_il6, fever_il6, hypotension_il6, hypoxia_il6, ratio)[2] == level
+        assert hypoxia <= hypotension
+    assert crs_signs(19.9, fever_il6, hypotension_il6, hypoxia_il6, ratio)[0] is False
+    assert crs_signs(20.0, fever_il6, hypotension_il6, hypoxia_il6, ratio)[0] is True
 
 
 def test_crs_monotone_in_every_sign() -> None:

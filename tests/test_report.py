@@ -194,6 +194,8 @@ def _kinetics_table() -> pd.DataFrame:
         "car_tmax_days": [7.0, 10.0, 14.0, 7.0, 21.0, 28.0, 1.0],
         "crs_max_grade": [0, 1, 2, 3, 1, 1, 4],
         "crs_onset_day": [np.nan, 1.0, 2.0, 3.0, 5.0, 8.0, 0.0],
+        "tocilizumab_doses": [0, 0, 1, 2, 0, 0, 3],
+        "corticosteroid_courses": [0, 0, 0, 1, 0, 0, 1],
         "blinatumomab_css_max_ng_per_mL": [0.0, 0.4, 0.5, 0.6, 0.7, 0.0, 9.0],
         "inotuzumab_cmax_ng_per_mL": [0.0] * 7,
         "relapse": [False, True, True, False, False, True, True],
@@ -238,6 +240,10 @@ def test_kinetics_and_exposure_targets_match_hand_computation() -> None:
     assert value("crs_onset_median")[:4] == pytest.approx((3.0, 1.0, 8.0, 5))
     assert value("cr")[0] == pytest.approx(3 / 6)
     assert value("relapse", timepoint_days=365.0)[0] == pytest.approx(2 / 6)  # days 100 and 50, not 400
+    # among the 5 patients with CRS (grades 1, 2, 3, 1, 1): grade >= 3 one, tocilizumab two, corticosteroids one
+    assert value("crs_grade_3_plus", among="with_crs")[::3] == pytest.approx((1 / 5, 5))
+    assert value("tocilizumab", among="with_crs")[::3] == pytest.approx((2 / 5, 5))
+    assert value("corticosteroids")[::3] == pytest.approx((1 / 6, 6))
     assert value("relapse")[0] == pytest.approx(3 / 6)
 
 
