@@ -13,7 +13,8 @@ from typer.testing import CliRunner
 import leukosim
 from leukosim.calibration import CalibrationSettings, calibrate, hit_fractions, validation_records, validation_table
 from leukosim.calibration.fit import calibration_protocols, settings_from_file, write_parameter_set
-from leukosim.calibration.objective import CalibrationObjective, standardised_residuals
+from leukosim.calibration.objective import FAILED_PATIENT_LOSS, CalibrationObjective, standardised_residuals
+from leukosim.calibration.validate import failed_patients
 from leukosim.cli import app
 from leukosim.model.registry import (
     DEFAULT, LITERATURE, PARAMETERS, ParameterSetError, literature_parameters, load_parameter_set,
@@ -39,6 +40,20 @@ def test_objective_uses_common_random_numbers() -> None:
     assert objective(np.zeros(1)) == objective(np.zeros(1))
     assert objective(np.array([0.5])) != objective(np.zeros(1))
     assert objective.evaluations == 4
+
+
+def test_failed_patients_add_to_the_loss() -> None:
+    """Targets rest on the patients whose simulation succeeded; each failed patient of a protocol's run adds
+    FAILED_PATIENT_LOSS, so a fit cannot gain by making patients fail."""
+    table = pd.DataFrame({"protocol": ["a", "a", "b"], "z": [1.0, 2.0, 3.0], "used": [True, True, False],
+                          "failed_patients": [4, 4, 1]})
+    assert CalibrationObjective.data_loss(table) == pytest.approx(0.5 * (1.0 + 4.0) + 5 * FAILED_PATIENT_LOSS)
+
+
+def test_shipped_parameter_set_fails_no_patient_of_a_calibration_protocol() -> None:
+    """With the default set every patient of every calibration protocol's validation cohort (200 each) solves."""
+    failed = failed_patients(validation_table(n_patients=200, seed=5))
+    assert (failed == 0).all(), failed[failed > 0]
 
 
 def test_objective_refuses_fixed_parameters() -> None:

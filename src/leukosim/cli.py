@@ -135,7 +135,7 @@ def validate(
     html_out: Path = typer.Option(Path("validation.html"), "--html", help="HTML validation report"),
 ) -> None:
     """Run every bundled protocol with published targets; print simulated vs published and the hit fractions."""
-    from .calibration.validate import hit_fractions, validation_records, validation_table
+    from .calibration.validate import failed_patients, hit_fractions, validation_records, validation_table
     from .report.html import render_validation_report
 
     values = _parameter_set(parameters)
@@ -159,6 +159,9 @@ def validate(
         summary.add_row(row.therapy_class, str(row.targets), str(row.with_interval), str(row.hits),
                         f"{row.hit_fraction:.0%}")
     console.print(summary)
+    failures = failed_patients(table)
+    for protocol, failed in failures[failures > 0].items():
+        console.print(f"[red]{protocol}: {failed} of {patients} patients failed; its targets rest on the others[/]")
     subtitle = f"Parameter set {values.name}; {patients} virtual patients per protocol; seed {seed}."
     html_out.write_text(render_validation_report(table, hits, subtitle), encoding="utf-8")
     console.print(f"validation report: {html_out}")

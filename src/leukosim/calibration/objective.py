@@ -18,12 +18,16 @@ import pandas as pd
 
 from ..model.registry import PARAMETERS, ParameterSet, literature_parameters
 from ..protocol.schema import Protocol
-from .validate import validation_table
+from .validate import failed_patients, validation_table
 
-__all__ = ["CalibrationObjective", "PRIOR_SD_DECADES", "standardised_residuals"]
+__all__ = ["CalibrationObjective", "FAILED_PATIENT_LOSS", "PRIOR_SD_DECADES", "standardised_residuals"]
 
 PRIOR_SD_DECADES = 0.5  # a factor of 10 away from the literature value is 2 prior SDs
 _Z95 = 1.959963984540054
+#: loss of one patient whose simulation failed: targets are computed without failed patients, so without it a
+#: fit could gain by making the patients who miss a target fail (one failure costs as much as a residual of
+#: 1.4 SD)
+FAILED_PATIENT_LOSS = 1.0
 #: standardised residual given to a target the simulation could not evaluate (e.g. an empty subgroup)
 _UNEVALUABLE_Z = 5.0
 
@@ -78,10 +82,11 @@ class CalibrationObjective:
 
     @staticmethod
     def data_loss(comparison: pd.DataFrame) -> float:
-        """Gaussian loss (half the sum of squared standardised residuals) of the used targets. Not a robust
-        loss: a robust one lets the fit give up a whole protocol to gain small improvements elsewhere."""
+        """Gaussian loss (half the sum of squared standardised residuals) of the used targets, plus
+        ``FAILED_PATIENT_LOSS`` per patient whose simulation failed. Not a robust loss: a robust one lets the
+        fit give up a whole protocol to gain small improvements elsewhere."""
         z = comparison.loc[comparison["used"], "z"].to_numpy(float)
-        return 0.5 * float(np.sum(z**2))
+        return 0.5 * float(np.sum(z**2)) + FAILED_PATIENT_LOSS * float(failed_patients(comparison).sum())
 
     def loss(self, comparison: pd.DataFrame, decades: np.ndarray) -> float:
         """Data loss plus the prior penalty on the log10 deviations."""

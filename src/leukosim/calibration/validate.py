@@ -16,7 +16,8 @@ from ..protocol.load import bundled_protocols, load_protocol
 from ..protocol.schema import Arm, Protocol
 from ..trial import simulate_trial
 
-__all__ = ["therapy_class", "validation_table", "validation_records", "hit_fractions", "VALIDATION_PATIENTS"]
+__all__ = ["therapy_class", "validation_table", "validation_records", "failed_patients", "hit_fractions",
+           "VALIDATION_PATIENTS"]
 
 VALIDATION_PATIENTS = 1000
 #: The class of an arm is that of its most specific therapy, in this order.
@@ -39,7 +40,8 @@ def validation_table(parameters: ParameterSet | None = None, n_patients: int = V
                      protocols: list[Protocol] | None = None) -> pd.DataFrame:
     """One row per target of every protocol with targets (default: the bundled ones): protocol,
     therapy_class, then the comparison columns of
-    :func:`~leukosim.endpoints.targets.compare_targets`."""
+    :func:`~leukosim.endpoints.targets.compare_targets`, then ``failed_patients``: the patients of the
+    protocol's run whose simulation failed (the targets rest on the others)."""
     parameters = parameters or default_parameters()
     if protocols is None:
         protocols = [load_protocol(name) for name in bundled_protocols()]
@@ -52,6 +54,7 @@ def validation_table(parameters: ParameterSet | None = None, n_patients: int = V
         classes = _protocol_classes(protocol)
         table.insert(0, "protocol", protocol.name)
         table.insert(1, "therapy_class", [classes[target.arm] for target in protocol.targets])
+        table["failed_patients"] = int((result.patients["status"] != "ok").sum())
         frames.append(table)
     return pd.concat(frames, ignore_index=True)
 
@@ -71,6 +74,11 @@ def validation_records(table: pd.DataFrame) -> list[dict[str, object]]:
              "n_simulated": int(row.n_simulated), "hit": None if pd.isna(row.hit) else bool(row.hit),
              "source": row.source}
             for row in table.itertuples()]
+
+
+def failed_patients(table: pd.DataFrame) -> pd.Series:
+    """Failed patients per protocol of a validation table (protocols in table order)."""
+    return table.groupby("protocol", sort=False)["failed_patients"].first()
 
 
 def hit_fractions(table: pd.DataFrame) -> pd.DataFrame:
