@@ -108,6 +108,7 @@ _BLIN_V = D["blin_volume"]
 _AGE = D["age_years"]
 _MARROW_NORMAL = D["marrow_normal"]
 _T_NORMAL = D["t_normal"]
+_B_PRECURSOR_NORMAL = D["b_precursor_normal"]
 _CRS_SUSC = D["crs_susceptibility"]
 _ICANS_SUSC = D["icans_susceptibility"]
 _FITNESS = D["t_cell_fitness"]
@@ -205,8 +206,10 @@ def _apply_bolus(t: float, y: np.ndarray, p: np.ndarray, c: np.ndarray, bolus: n
         y[S_CAR_EFFECTOR] -= lymph_kill
         y[S_CAR_MEMORY] -= lymph_kill
         y[S_CAR_EXHAUSTED] -= lymph_kill
-        # donor graft: haematopoiesis and T cells restart from a small fraction of normal
+        # donor graft: haematopoiesis, B lymphopoiesis and T cells restart from a small fraction of normal (the
+        # graft's B precursors also keep the source-driven refill of an emptied compartment finite)
         y[S_MARROW] = math.log(p[_ENGRAFT] * p[_MARROW_NORMAL])
+        y[S_B_PRECURSOR] = _log_add(y[S_B_PRECURSOR], math.log(p[_ENGRAFT] * p[_B_PRECURSOR_NORMAL]))
         y[S_T_RESTING] = math.log(p[_ENGRAFT] * p[_T_NORMAL])
         c[C_HSCT_TIME] = t
 

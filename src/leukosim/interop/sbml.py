@@ -283,6 +283,7 @@ def _bolus_steps(bolus: np.ndarray) -> list[tuple[str, str]]:
                 S_CAR_EFFECTOR, S_CAR_MEMORY, S_CAR_EXHAUSTED))):
             steps.append((state, f"{state} - hsct_conditioning_lymphocyte_log10_kill * ln(10)"))
         steps += [("ln_normal_marrow", "ln(hsct_engraftment_fraction * marrow_normal)"),
+                  ("ln_b_precursor", "log_add(ln_b_precursor, ln(hsct_engraftment_fraction * b_precursor_normal))"),
                   ("ln_t_resting", "ln(hsct_engraftment_fraction * t_normal)"),
                   ("hsct_time", "time"), ("sos_window", "1")]
     return steps
