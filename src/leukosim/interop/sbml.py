@@ -92,6 +92,7 @@ _DERIVED: dict[str, tuple[str, str]] = {
     "weight_kg": ("kg", "body weight (covariate)"),
     "marrow_capacity": ("cells", "marrow cells at full occupancy: marrow_cells_per_kg x weight x age cellularity"),
     "b_source": ("cells/day", "B-precursor production at steady state"),
+    "b_precursor_normal": ("cells", "B precursors at steady state: b_precursors_per_kg x weight"),
     "t_normal": ("cells", "homeostatic T-cell pool: t_cells_per_kg x weight"),
     "lymphocyte_space": ("cells", "lymphocyte niche: lymphocyte_space_per_kg x weight"),
     "marrow_normal": ("cells", "normal haematopoietic cells: marrow_capacity - B precursors"),
