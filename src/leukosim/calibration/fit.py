@@ -41,6 +41,7 @@ from ..model.registry import DEFAULT, INDEX, LITERATURE, PARAMETERS, literature_
 from ..protocol.load import bundled_protocols, load_protocol
 from ..protocol.schema import Protocol
 from .objective import PRIOR_SD_DECADES, CalibrationObjective
+from .validate import failed_patients
 from ..notice import NOTICE
 
 __all__ = ["CalibrationSettings", "Screening", "calibrate", "calibration_protocols", "descend", "joint_step", "screen",
@@ -69,11 +70,11 @@ class CalibrationSettings:
     base: str = LITERATURE
     #: the parameter set (shipped name or file) whose values start the screening and the search; the prior
     #: stays centred on ``base``
-    start: str = "calibrated-0.5"
+    start: str = "calibrated-0.7"
     #: rounds of screening descent before the search: screen at the current point, then take the screening moves
     #: that lowered the data loss one at a time, best first, each kept if it lowers the loss with the prior
     #: (see :func:`descend` for the step and when it stops early). The parameters moved join the fit
-    descent_rounds: int = 8
+    descent_rounds: int = 4
     #: smallest screening factor of the descent: a round that keeps no move is followed by one at the square
     #: root of its factor, down to this one (equal to ``screen_factor``: one step size throughout)
     final_screen_factor: float = 1.5
@@ -346,6 +347,8 @@ def calibrate(settings: CalibrationSettings, progress: Callable[[str], None] | N
             "hits_literature": int(before["hit"].fillna(False).sum()),
             "hits_calibrated": int(after["hit"].fillna(False).sum()),
             "targets_with_interval": int(after["hit"].notna().sum()),
+            "failed_patients_literature": {k: int(v) for k, v in failed_patients(before).items()},
+            "failed_patients_calibrated": {k: int(v) for k, v in failed_patients(after).items()},
             "parameters": parameter_rows,
             "targets": _report_targets(before, after),
             "screening": None if screening is None else screening.sort_values(

@@ -23,7 +23,7 @@ __all__ = ["PARAMETERS", "INDEX", "ParameterSet", "ParameterSetError", "default_
 
 LITERATURE = "literature-0.1"
 #: The shipped calibrated set (``leukosim/parameter_sets/<DEFAULT>.json``); the default when present.
-DEFAULT = "calibrated-0.6"
+DEFAULT = "calibrated-0.8"
 
 #: Mechanism order is fixed: appending a mechanism never moves existing indices.
 PARAMETERS: tuple[Parameter, ...] = (
