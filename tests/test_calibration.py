@@ -14,7 +14,7 @@ import leukosim
 from leukosim.calibration import CalibrationSettings, calibrate, hit_fractions, validation_records, validation_table
 from leukosim.calibration.fit import calibration_protocols, settings_from_file, write_parameter_set
 from leukosim.calibration.objective import FAILED_PATIENT_LOSS, CalibrationObjective, standardised_residuals
-from leukosim.calibration.validate import failed_patients
+from leukosim.calibration.validate import cohort_size, failed_patients
 from leukosim.cli import app
 from leukosim.model.registry import (
     DEFAULT, LITERATURE, PARAMETERS, ParameterSetError, literature_parameters, load_parameter_set,
@@ -96,7 +96,8 @@ def test_shipped_calibration_reproduces_its_recorded_fit() -> None:
     assert settings == CalibrationSettings()  # the defaults of leukosim calibrate are the shipped run
     names = document["fit"]["fitted_parameters"]
     objective = CalibrationObjective(calibration_protocols(settings.protocols), names, settings.n_patients,
-                                     settings.seed, prior_sd_decades=settings.prior_sd_decades)
+                                     settings.seed, prior_sd_decades=settings.prior_sd_decades,
+                                     oversampling=settings.cohort_oversampling)
     decades = np.array([np.log10(shipped[n] / literature_parameters()[n]) for n in names])
     loss = objective.loss(objective.comparison(shipped), decades)
     assert loss == pytest.approx(document["fit"]["loss_calibrated"], rel=1e-9)
@@ -135,6 +136,20 @@ def test_validation_table_and_records() -> None:
     calibration = hits.loc["overall (calibration targets)"]
     assert calibration["hits"] == int(fitted["hit"].fillna(False).sum())
     assert hits.loc[~hits.index.str.startswith("overall"), "hits"].sum() == calibration["hits"]
+
+
+def test_validation_simulates_at_least_four_times_each_published_cohort() -> None:
+    """Cohorts grow with the largest published cohort behind a protocol's targets, per arm by allocation, so the
+    Monte Carlo error of a simulated proportion stays at most half the published sampling error."""
+    aieop, aall1331 = leukosim.load_protocol("aieop-bfm-2000"), leukosim.load_protocol("aall1331")
+    assert cohort_size(aieop, 1000) == 4 * 3184
+    assert cohort_size(aieop, 100, oversampling=0.0) == 100
+    assert cohort_size(aall1331, 100) == 4 * 105 * 2  # two arms of equal allocation, 105 randomised to blinatumomab
+    assert cohort_size(aall1331, 1000) == 1000
+    table = validation_table(n_patients=100, seed=2, protocols=[aall1331])
+    assert (table["cohort"] == 840).all()
+    by_arm = table[table["target"] == "hsct"].set_index("arm")["n_simulated"]
+    assert by_arm.sum() <= 840 and by_arm.min() > 300  # about half of the cohort in each arm
 
 
 def test_validate_command_writes_json_and_html(tmp_path) -> None:

@@ -15,6 +15,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from .calibration.fit import CalibrationSettings
+from .calibration.validate import COHORT_OVERSAMPLING, VALIDATION_PATIENTS
 from .model.registry import (
     DEFAULT, PARAMETERS, ParameterSet, ParameterSetError, default_parameters, load_parameter_set,
     shipped_parameter_sets,
@@ -129,7 +130,11 @@ def report(run_dir: Path = typer.Argument(..., help="a run directory written by 
 @app.command()
 def validate(
     json_out: Path = typer.Option(None, "--json", help="also write the comparison as JSON records"),
-    patients: int = typer.Option(1000, "--patients", "-n", min=10, help="virtual patients per protocol"),
+    patients: int = typer.Option(VALIDATION_PATIENTS, "--patients", "-n", min=10,
+                                 help="virtual patients per protocol (at least)"),
+    oversampling: float = typer.Option(COHORT_OVERSAMPLING, "--oversampling", min=0.0,
+                                       help="simulate each protocol with at least this many times its largest "
+                                            "published cohort (0: --patients for every protocol)"),
     seed: int = typer.Option(0, "--seed", "-s", min=0, help="random seed"),
     parameters: str = typer.Option(None, "--parameters", help=_PARAMETERS_HELP),
     html_out: Path = typer.Option(Path("validation.html"), "--html", help="HTML validation report"),
@@ -139,9 +144,12 @@ def validate(
     from .report.html import render_validation_report
 
     values = _parameter_set(parameters)
-    with console.status(f"simulating {patients} patients per protocol"):
-        table = validation_table(values, patients, seed)
-    shown = Table(title=f"validation, parameter set {values.name}, {patients} patients per protocol, seed {seed}")
+    with console.status(f"simulating at least {patients} patients per protocol"):
+        table = validation_table(values, patients, seed, oversampling=oversampling)
+    cohorts = table.groupby("protocol", sort=False)["cohort"].first()
+    sizes = f"{patients} patients per protocol" + "".join(
+        f", {protocol} {cohort}" for protocol, cohort in cohorts.items() if cohort > patients)
+    shown = Table(title=f"validation, parameter set {values.name}, {sizes}, seed {seed}")
     for column in ("protocol", "arm", "target", "published", "95% interval", "simulated", "MC 95% CI", "hit"):
         shown.add_column(column, overflow="fold")
     for row in table.itertuples():
@@ -161,8 +169,10 @@ def validate(
     console.print(summary)
     failures = failed_patients(table)
     for protocol, failed in failures[failures > 0].items():
-        console.print(f"[red]{protocol}: {failed} of {patients} patients failed; its targets rest on the others[/]")
-    subtitle = f"Parameter set {values.name}; {patients} virtual patients per protocol; seed {seed}."
+        console.print(f"[red]{protocol}: {failed} of {cohorts[protocol]} patients failed; its targets rest on the "
+                      "others[/]")
+    subtitle = (f"Parameter set {values.name}; {sizes} (at least {oversampling:g} times each published cohort); "
+                f"seed {seed}.")
     html_out.write_text(render_validation_report(table, hits, subtitle), encoding="utf-8")
     console.print(f"validation report: {html_out}")
     if json_out is not None:
@@ -187,6 +197,9 @@ def calibrate(
     final_factor: float = typer.Option(CalibrationSettings.final_screen_factor, "--final-screen-factor", min=1.01,
                                        help="smallest screening factor: a descent round that keeps no move is "
                                             "followed by one at the square root of its factor, down to this"),
+    oversampling: float = typer.Option(CalibrationSettings.cohort_oversampling, "--oversampling", min=0.0,
+                                       help="simulate each protocol with at least this many times its largest "
+                                            "published cohort (0: --patients for every protocol)"),
     reproduce: Path = typer.Option(None, "--reproduce", help="re-run with the settings recorded in this file"),
 ) -> None:
     """Fit the calibratable parameters jointly to every calibration protocol's targets."""
@@ -200,7 +213,8 @@ def calibrate(
             _fail(f"{reproduce}: no usable calibration settings ({error})")
     else:
         settings = CalibrationSettings(name=out.stem, n_patients=patients, max_evaluations=evaluations, seed=seed,
-                                       start=start, descent_rounds=rounds, final_screen_factor=final_factor)
+                                       start=start, descent_rounds=rounds, final_screen_factor=final_factor,
+                                       cohort_oversampling=oversampling)
     try:
         load_parameter_set(settings.start)
     except ParameterSetError as error:

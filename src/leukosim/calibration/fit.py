@@ -81,6 +81,9 @@ class CalibrationSettings:
     #: each descent round also tries a Gauss-Newton step on the screening's secant Jacobian (see
     #: :func:`joint_step`) and keeps it when it beats the one-at-a-time moves
     joint_steps: bool = True
+    #: each protocol's cohort is at least this many times its largest published cohort, as in validation
+    #: (:func:`~leukosim.calibration.validate.cohort_size`); 0: ``n_patients`` for every protocol
+    cohort_oversampling: float = 0.0
 
 
 def calibration_protocols(names: tuple[str, ...] = ()) -> list[Protocol]:
@@ -291,7 +294,8 @@ def calibrate(settings: CalibrationSettings, progress: Callable[[str], None] | N
     descended: dict[str, float] = {}
     if not names:
         screener = CalibrationObjective(protocols, calibratable, settings.n_patients, settings.seed,
-                                        prior_sd_decades=settings.prior_sd_decades)
+                                        prior_sd_decades=settings.prior_sd_decades,
+                                        oversampling=settings.cohort_oversampling)
         origin = start_decades(calibratable)
         point, screened = descend(screener, origin, settings.screen_factor, settings.final_screen_factor,
                                   settings.descent_rounds, progress, settings.joint_steps)
@@ -304,7 +308,8 @@ def calibrate(settings: CalibrationSettings, progress: Callable[[str], None] | N
     if not names:
         raise ValueError("no parameter is sensitive enough to fit")
     objective = CalibrationObjective(protocols, names, settings.n_patients, settings.seed,
-                                     prior_sd_decades=settings.prior_sd_decades)
+                                     prior_sd_decades=settings.prior_sd_decades,
+                                     oversampling=settings.cohort_oversampling)
     bounds = np.array([_bounds(name) for name in names])
     x0 = np.array([descended.get(n, d) for n, d in zip(names, start_decades(names))])
     start_loss = objective(x0)
@@ -373,4 +378,5 @@ def settings_from_file(path: str | Path) -> CalibrationSettings:
     recorded.setdefault("descent_rounds", 0)  # sets calibrated before screening descent existed had none
     recorded.setdefault("final_screen_factor", recorded["screen_factor"])  # ... and one step size
     recorded.setdefault("joint_steps", False)  # ... and no joint steps
+    recorded.setdefault("cohort_oversampling", 0.0)  # ... and one cohort size for every protocol
     return CalibrationSettings(**{k: tuple(v) if isinstance(v, list) else v for k, v in recorded.items()})

@@ -48,7 +48,9 @@ def standardised_residuals(table: pd.DataFrame, horizon_days: float) -> np.ndarr
 @dataclass
 class CalibrationObjective:
     """Objective over ``protocols`` for the calibratable parameters ``names``, evaluated at log10 deviations
-    from the literature values (0 = literature). ``n_patients`` and ``seed`` fix the virtual cohort."""
+    from the literature values (0 = literature). ``n_patients``, ``oversampling`` (see
+    :func:`~leukosim.calibration.validate.cohort_size`; 0: ``n_patients`` for every protocol) and ``seed`` fix
+    the virtual cohorts."""
 
     protocols: list[Protocol]
     names: list[str]
@@ -56,6 +58,7 @@ class CalibrationObjective:
     seed: int
     base: ParameterSet | None = None
     prior_sd_decades: float = PRIOR_SD_DECADES
+    oversampling: float = 0.0
     evaluations: int = 0
 
     def __post_init__(self) -> None:
@@ -73,7 +76,7 @@ class CalibrationObjective:
     def comparison(self, parameters: ParameterSet) -> pd.DataFrame:
         """Every calibration target's comparison at ``parameters``, with its standardised residual ``z``
         (targets flagged not to calibrate and targets without an interval are kept, with ``used`` False)."""
-        table = validation_table(parameters, self.n_patients, self.seed, self.protocols)
+        table = validation_table(parameters, self.n_patients, self.seed, self.protocols, self.oversampling)
         horizon = {protocol.name: float(protocol.follow_up_days) for protocol in self.protocols}
         table["z"] = np.concatenate([standardised_residuals(rows, horizon[name])
                                      for name, rows in table.groupby("protocol", sort=False)])
