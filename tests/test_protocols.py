@@ -3,6 +3,7 @@ bad input gives a ProtocolError naming the file, the field (as written in the YA
 
 from __future__ import annotations
 
+import copy
 import json
 import pickle
 from importlib import resources
@@ -227,7 +228,7 @@ def test_unknown_field(tmp_path: Path) -> None:
     assert error.field == "arms[0].phases[0].dosage"
     assert "arms[0].phases[0].dosage" in str(error)
     assert "unknown field 'dosage'" in str(error)
-    assert "expected one of: name, days, same_as, drugs, procedures, assess, then" in error.expected
+    assert "expected one of: name, days, same_as, randomization, drugs, procedures, assess, then" in error.expected
 
 
 def test_wrong_unit(tmp_path: Path) -> None:
@@ -325,6 +326,24 @@ def test_missing_file_lists_bundled_protocols(tmp_path: Path) -> None:
         load_protocol(tmp_path / "absent.yaml")
     assert "absent.yaml" in str(info.value) and "file not found" in str(info.value)
     assert ", ".join(BUNDLED) in str(info.value)
+
+
+def test_an_arm_randomises_at_most_once(tmp_path: Path) -> None:
+    text = variant("      - name: cycle-1\n", "      - name: cycle-1\n        randomization: true\n")
+    text = text.replace("        same_as: cycle-1\n", "        same_as: cycle-1\n        randomization: true\n")
+    error = load_error(tmp_path, text)
+    assert error.field == "arms[0].phases[1].randomization"
+    assert "expected at most one randomization phase in arm 'blinatumomab', got 'cycle-1' and 'cycle-2'" in str(error)
+
+
+def test_randomisation_after_a_run_in_is_in_every_arm(tmp_path: Path) -> None:
+    data = yaml.safe_load(MINIMAL)
+    control = {**copy.deepcopy(data["arms"][0]), "name": "control"}
+    data["arms"][0]["phases"][1]["randomization"] = True
+    data["arms"].append(control)
+    error = load_error(tmp_path, yaml.safe_dump(data, sort_keys=False))
+    assert error.field == "arms[1].phases"
+    assert "expected a phase with randomization: true in every arm, as in 'blinatumomab'" in str(error)
 
 
 def test_cross_field_error_points_at_the_field(tmp_path: Path) -> None:

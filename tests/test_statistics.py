@@ -8,6 +8,8 @@ import pytest
 from lifelines import KaplanMeierFitter
 
 import leukosim
+from leukosim.endpoints.summary import arm_summary
+from leukosim.protocol.load import parse_protocol
 from leukosim.endpoints.statistics import (DAYS_PER_MONTH, car_kinetics, cumulative_incidence_of_relapse,
                                            hazard_ratio, response_rates, survival_table, toxicity_table,
                                            wilson_interval)
@@ -254,3 +256,81 @@ def test_functions_on_simulated_trial(trial):
 
     car = car_kinetics(patients)  # no CAR arm in AALL1331: an empty table with the documented columns
     assert car.empty and "gmr_responder_vs_nonresponder" in car.columns
+
+
+# --- randomisation after a run-in ---------------------------------------------------------------------------------
+
+RUN_IN = """\
+name: run-in
+title: Reinduction, then randomisation of the patients in remission
+population:
+  disease: first_relapse
+  age_years: {distribution: uniform, range: [3, 18]}
+  male_fraction: 0.5
+  marrow_blasts_percent: {distribution: uniform, range: [5, 100]}
+  wbc_per_uL: {distribution: lognormal, median: 3000, cv: 1.0, range: [200, 100000]}
+arms:
+  - name: blinatumomab
+    phases:
+      - name: block-1
+        days: 35
+        drugs:
+          - {drug: chemotherapy, regimen: intensive_block, days: [1, 28]}
+        assess:
+          - {name: end-of-block-1, day: 35}
+        then:
+          - if: {response: NR}
+            go: off_protocol
+          - else: cycle-1
+      - name: cycle-1
+        days: 42
+        randomization: true
+        drugs:
+          - {drug: blinatumomab, dose: 15, unit: ug/m2/day, infusion: continuous, days: [1, 28]}
+  - name: chemotherapy
+    phases:
+      - name: block-1
+        days: 35
+        drugs:
+          - {drug: chemotherapy, regimen: intensive_block, days: [1, 28]}
+        assess:
+          - {name: end-of-block-1, day: 35}
+        then:
+          - if: {response: NR}
+            go: off_protocol
+          - else: block-2
+      - name: block-2
+        days: 35
+        randomization: true
+        drugs:
+          - {drug: chemotherapy, regimen: intensive_block, days: [1, 21]}
+follow_up_days: 365
+endpoints:
+  efs: {origin: randomization}
+  os: {origin: randomization}
+  response: {assessments: [end-of-block-1]}
+"""
+
+
+def test_patients_are_randomised_after_the_run_in_and_analysed_from_there():
+    """Patients in remission after block 1 are randomised on day 35 and analysed from it; those off protocol
+    (no remission) or dead before it are neither randomised nor analysed, and the summary counts them."""
+    protocol = parse_protocol(RUN_IN)
+    run = leukosim.simulate_trial(protocol, 400, seed=3, trajectory_patients=0)
+    patients = run.patients
+    assert patients["status"].eq("ok").all()
+    randomized = patients["randomized"].to_numpy(bool)
+    remission = patients["response_end_of_block_1"].isin(["CR", "CRi"]).to_numpy(bool)
+    assert 0 < randomized.sum() < len(patients)  # the run-in loses some patients and keeps others
+    assert not (randomized & ~remission).any()
+    assert patients.loc[randomized, "efs_origin_day"].eq(35.0).all()
+    assert (patients.loc[randomized, "os_days"] <= 365.0 + 1e-9).all()  # follow-up runs from randomisation
+    events = run.events
+    days = events[events["event"] == "randomization"].set_index("patient_id")["day"]
+    assert sorted(days.index) == sorted(patients.loc[randomized, "patient_id"]) and days.eq(35.0).all()
+    summary = arm_summary(protocol, patients).set_index(["arm", "endpoint"])
+    for arm, group in patients.groupby("arm"):
+        assert summary.loc[(arm, "patients"), "value"] == len(group)
+        assert summary.loc[(arm, "randomized"), "value"] == group["randomized"].sum()
+    rates = response_rates(patients, protocol)
+    assert rates.loc[rates["endpoint"] == "cr_or_cri", "n"].sum() == randomized.sum()  # among the randomised only

@@ -67,8 +67,8 @@ def patient_table(protocol: Protocol, course: ArmCourse) -> pd.DataFrame:
     n = len(cov)
     efs_def = protocol.endpoints.efs
     infusion = c[:, C_CAR_INFUSION]
-    origin = origin_days(efs_def.origin, c)
-    os_origin = origin_days(protocol.endpoints.os.origin, c)
+    origin = origin_days(efs_def.origin, course)
+    os_origin = origin_days(protocol.endpoints.os.origin, course)
     horizon = course.horizon_day
     event = c[:, C_EVENT].astype(int)
     event_time = c[:, C_EVENT_TIME]
@@ -118,6 +118,7 @@ def patient_table(protocol: Protocol, course: ArmCourse) -> pd.DataFrame:
         "patient_id": cov.patient_id,
         "arm": np.full(n, course.arm, dtype=object),
         "status": status,
+        "randomized": np.isfinite(course.randomization_day),
         "age_years": cov.age_years,
         "sex": np.where(cov.male, "M", "F"),
         "height_cm": cov.height_cm,

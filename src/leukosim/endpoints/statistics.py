@@ -78,9 +78,13 @@ def wilson_interval(successes: float | Sequence[float] | np.ndarray, n: float | 
 
 
 def analysed(patients: pd.DataFrame) -> pd.DataFrame:
-    """The patients whose simulation succeeded (``patients`` itself when all did: no copy of a million rows)."""
-    succeeded = (patients["status"] == "ok").to_numpy(bool)
-    return patients if succeeded.all() else patients[succeeded]
+    """The randomised patients whose simulation succeeded (``patients`` itself when that is all of them: no copy
+    of a million rows). Patients are randomised at enrollment unless their arm randomises after a run-in; a
+    table without the ``randomized`` column has all its patients randomised."""
+    kept = (patients["status"] == "ok").to_numpy(bool)
+    if "randomized" in patients:
+        kept &= patients["randomized"].to_numpy(bool)
+    return patients if kept.all() else patients[kept]
 
 
 def _proportion_row(successes: int, n: int, **keys: object) -> dict[str, object]:

@@ -26,7 +26,7 @@ LANDMARK_MONTHS = (6, 12, 24, 36, 60)
 #: (:func:`leukosim.io.rundir.read_statistics_patients`), and :func:`trial_statistics` drops every other column
 #: first, so a column missing here fails every statistics test instead of going unnoticed.
 STATISTICS_COLUMNS = (
-    "patient_id", "arm", "status",
+    "patient_id", "arm", "status", "randomized",
     # baseline (Table 1)
     "age_years", "sex", "height_cm", "weight_kg", "bsa_m2", "marrow_blasts_percent", "wbc_per_uL", "prior_hsct",
     # response, toxicity, transplant, kinetics and exposure
@@ -54,7 +54,8 @@ def _landmarks(protocol: Protocol) -> list[int]:
 
 def arm_summary(protocol: Protocol, patients: pd.DataFrame) -> pd.DataFrame:
     """Response, MRD negativity per assessment, EFS/OS landmarks within follow-up, toxicity, transplant and
-    relapse phenotype of each arm, among patients whose simulation succeeded (``status == 'ok'``)."""
+    relapse phenotype of each arm, among the randomised patients whose simulation succeeded (``status == 'ok'``;
+    see :func:`~leukosim.endpoints.statistics.analysed`)."""
     if analysed(patients).empty:
         return _main_table(protocol, patients, None, {})
     landmarks = _landmarks(protocol)
@@ -80,6 +81,8 @@ def _main_table(protocol: Protocol, patients: pd.DataFrame, rates: pd.DataFrame 
 
         add("patients", float(len(group)), len(group))
         add("failed_simulations", float((group["status"] != "ok").sum()), len(group))
+        if arm.randomizes():
+            add("randomized", float(group["randomized"].sum()), len(group))
         if n == 0:
             continue
         for row in rates[rates["arm"] == arm.name].itertuples():  # type: ignore[index]

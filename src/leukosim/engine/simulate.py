@@ -65,6 +65,8 @@ class ArmCourse:
     assessments: dict[str, AssessmentResult] = field(default_factory=dict)
     no_response_day: NDArray[np.float64] = field(default_factory=lambda: np.empty(0))
     off_protocol_day: NDArray[np.float64] = field(default_factory=lambda: np.empty(0))
+    #: day of randomisation: 0 (enrollment) unless the arm randomises on starting a phase; NaN if never
+    randomization_day: NDArray[np.float64] = field(default_factory=lambda: np.empty(0))
     progression_day: NDArray[np.float64] = field(default_factory=lambda: np.empty(0))
     death_after_progression_day: NDArray[np.float64] = field(default_factory=lambda: np.empty(0))
     horizon_day: NDArray[np.float64] = field(default_factory=lambda: np.empty(0))
@@ -204,6 +206,7 @@ def simulate_arm(protocol: Protocol, arm: Arm, covariates: Covariates, p: NDArra
     times = np.empty(0) if record_times is None else np.sort(np.asarray(record_times, dtype=np.float64))
     course = ArmCourse(arm.name, covariates, p, y, c,
                        no_response_day=np.full(n, np.nan), off_protocol_day=np.full(n, np.nan),
+                       randomization_day=np.full(n, np.nan) if arm.randomizes() else np.zeros(n),
                        progression_day=np.full(n, np.nan), death_after_progression_day=np.full(n, np.nan),
                        horizon_day=np.full(n, np.nan), record_times=times,
                        records=np.full((n, times.size, N_RECORD), np.nan))
@@ -226,6 +229,9 @@ def simulate_arm(protocol: Protocol, arm: Arm, covariates: Covariates, p: NDArra
         schedule = compile_phase(current, arm.phases, covariates.take(index), parameters)
         start = clock[index].copy()
         course.add_events(index, start, "phase_start", current.name)
+        if current.randomization:
+            course.randomization_day[index] = start
+            course.add_events(index, start, "randomization")
         stops = sorted({a.day - 1.0 for a in current.assess} | {float(current.days)})
         position = np.arange(index.size)
         previous = 0.0
@@ -290,20 +296,23 @@ def _off_protocol(course: ArmCourse, index: NDArray[np.int64], day: NDArray[np.f
     course.add_events(index, day, "off_protocol")
 
 
-def origin_days(origin: str, context: NDArray[np.float64]) -> NDArray[np.float64]:
-    """Day (since enrollment) of an endpoint origin: enrollment and randomization are day 0; infusion is the
-    CAR-T infusion day (day 0 for patients never infused)."""
+def origin_days(origin: str, course: ArmCourse) -> NDArray[np.float64]:
+    """Day (since enrollment) of an endpoint origin: enrollment is day 0; randomization the day of
+    randomisation (day 0 for patients never randomised, who are not analysed); infusion the CAR-T infusion day
+    (day 0 for patients never infused)."""
     if origin == "infusion":
-        infusion = context[:, C_CAR_INFUSION]
+        infusion = course.context[:, C_CAR_INFUSION]
         return np.where(infusion >= 0.0, infusion, 0.0)
-    return np.zeros(context.shape[0])
+    if origin == "randomization":
+        return np.nan_to_num(course.randomization_day, nan=0.0)
+    return np.zeros(course.context.shape[0])
 
 
 def _horizon(protocol: Protocol, course: ArmCourse) -> NDArray[np.float64]:
     """End of follow-up: ``follow_up_days`` after the later of the EFS and OS origins."""
     endpoints = protocol.endpoints
-    return np.maximum(origin_days(endpoints.efs.origin, course.context),
-                      origin_days(endpoints.os.origin, course.context)) + protocol.follow_up_days
+    return np.maximum(origin_days(endpoints.efs.origin, course),
+                      origin_days(endpoints.os.origin, course)) + protocol.follow_up_days
 
 
 def _follow_up(protocol: Protocol, course: ArmCourse, index: NDArray[np.int64], clock: NDArray[np.float64],

@@ -8,15 +8,17 @@ from pathlib import Path
 import pandas as pd
 
 from .. import __version__
+from ..endpoints import statistics
 
 NOTICE = ("Research use only: simulated (virtual) patients from leukosim, not clinical data; not a medical device "
           "and not advice for any individual patient.")
 
 
 def analysed(patients: pd.DataFrame) -> tuple[pd.DataFrame, int]:
-    """Patients whose simulation completed (status ``ok``), sorted by id, and how many were left out."""
-    ok = patients["status"].astype("string") == "ok"
-    return patients[ok.to_numpy(bool)].sort_values("patient_id", kind="stable").reset_index(drop=True), int((~ok).sum())
+    """The analysed patients (:func:`leukosim.endpoints.statistics.analysed`: randomised, simulation ``ok``),
+    sorted by id, and how many were left out."""
+    kept = statistics.analysed(patients)
+    return kept.sort_values("patient_id", kind="stable").reset_index(drop=True), len(patients) - len(kept)
 
 
 def dictionary_path(out: Path) -> Path:

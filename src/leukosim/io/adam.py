@@ -140,7 +140,7 @@ def write_adtte(run_dir: str | Path, out: str | Path, *, add_one_day: bool = Fal
         "cnsr": {"0": "event", "1": "censored at end of follow-up (EFS: or at allogeneic HSCT if the protocol "
                  "censors there)", "2": "REL only: death without relapse (competing event)"},
         "survival_tools": "R: Surv(AVAL, 1 - CNSR) for EFS/OS; lifelines: event_observed = CNSR == 0.",
-        "left_out": f"{left_out} patients whose simulation failed (status != ok)",
+        "left_out": f"{left_out} patients whose simulation failed (status != ok) or who were never randomised",
         "arms": [{"TRT01PN": k + 1, "TRT01P": arm.name} for k, arm in enumerate(run.protocol.arms)],
         "columns": [{"column": name, "description": text, "unit": unit, "type": str(table[name].dtype)}
                     for name, (text, unit) in COLUMNS.items()],

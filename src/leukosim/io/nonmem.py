@@ -278,7 +278,7 @@ def write_nonmem(run_dir: str | Path, out: str | Path) -> list[Path]:
         "infusions": "Blinatumomab continuous infusions are dose records with RATE in ug/day and AMT = RATE x "
                      "duration, split into separate records around CRS-driven interruptions and stopped at death "
                      "or relapse. Chemotherapy blocks are zero-order inputs of regimen intensity into CMT 6.",
-        "left_out": f"{left_out} patients whose simulation failed (status != ok)",
+        "left_out": f"{left_out} patients whose simulation failed (status != ok) or who were never randomised",
         "columns": [{"column": name, "description": text, "unit": unit, "type": kind, "coding": coding}
                     for name, (text, unit, kind, coding) in COLUMNS.items()],
         "compartments": [{"CMT": c.number, "name": c.name, "description": c.description,

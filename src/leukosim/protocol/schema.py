@@ -370,11 +370,14 @@ class Decision(StrictModel):
 
 class Phase(StrictModel):
     """A block of therapy of fixed length. ``same_as`` copies drugs and procedures of an earlier phase;
-    assessments and decisions are always the phase's own."""
+    assessments and decisions are always the phase's own. ``randomization``: patients are randomised as they
+    start this phase (after a run-in such as a reinduction block): the endpoint origin ``randomization`` is that
+    day, and patients who never start it are not randomised and not analysed."""
 
     name: str = Field(min_length=1)
     days: int = Field(gt=0, le=3650)
     same_as: str | None = None
+    randomization: bool = False
     drugs: list[DrugAdministration] = Field(default_factory=list)
     procedures: list[Procedure] = Field(default_factory=list)
     assess: list[Assessment] = Field(default_factory=list)
@@ -413,6 +416,11 @@ class Arm(StrictModel):
             if name in names[:index]:
                 raise _invalid(f"expected phase names unique within an arm, got {name!r} twice",
                                "phases", index, "name")
+        randomizing = [index for index, phase in enumerate(self.phases) if phase.randomization]
+        if len(randomizing) > 1:
+            raise _invalid(f"expected at most one randomization phase in arm {self.name!r}, got "
+                           f"{self.phases[randomizing[0]].name!r} and {self.phases[randomizing[1]].name!r}",
+                           "phases", randomizing[1], "randomization")
         seen: dict[str, Phase] = {}
         assessments: set[str] = set()
         for index, phase in enumerate(self.phases):
@@ -448,6 +456,10 @@ class Arm(StrictModel):
                         raise _invalid("expected an assessment in the phase or an explicit assessment name "
                                        "for a decision on response or MRD", *at, "if")
         return self
+
+    def randomizes(self) -> bool:
+        """Whether patients are randomised on starting a phase of the arm (otherwise at enrollment)."""
+        return any(phase.randomization for phase in self.phases)
 
     def gives_car_t(self) -> bool:
         """Whether any phase of the arm infuses a CAR-T product."""
@@ -656,6 +668,12 @@ class Protocol(StrictModel):
             if name in names[:index]:
                 raise _invalid(f"expected unique arm names, got {name!r} twice", "arms", index, "name")
         by_name = {arm.name: arm for arm in self.arms}
+        if any(arm.randomizes() for arm in self.arms):
+            for index, arm in enumerate(self.arms):
+                if not arm.randomizes():
+                    raise _invalid(f"expected a phase with randomization: true in every arm, as in "
+                                   f"{next(a.name for a in self.arms if a.randomizes())!r} (patients are "
+                                   "analysed from randomisation)", "arms", index, "phases")
         every_assessment = {name for arm in self.arms for name in arm.assessment_names()}
         if self.endpoints.reference_arm not in (None, *names):
             raise _invalid(f"expected an arm of the protocol ({', '.join(names)}), got "
