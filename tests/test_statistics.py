@@ -10,7 +10,7 @@ from lifelines import KaplanMeierFitter
 import leukosim
 from leukosim.endpoints.summary import arm_summary
 from leukosim.protocol.load import parse_protocol
-from leukosim.endpoints.statistics import (DAYS_PER_MONTH, car_kinetics, cumulative_incidence_of_relapse,
+from leukosim.endpoints.statistics import (DAYS_PER_MONTH, analysed, car_kinetics, cumulative_incidence_of_relapse,
                                            hazard_ratio, response_rates, survival_table, toxicity_table,
                                            wilson_interval)
 
@@ -310,6 +310,13 @@ endpoints:
   os: {origin: randomization}
   response: {assessments: [end-of-block-1]}
 """
+
+
+def test_analysed_patients_are_randomised_and_solved():
+    patients = pd.DataFrame({"patient_id": [0, 1, 2, 3], "status": ["ok", "too_many_steps", "ok", "ok"],
+                             "randomized": pd.array([True, pd.NA, False, True], dtype="boolean")})
+    assert analysed(patients)["patient_id"].tolist() == [0, 3]
+    assert analysed(patients.drop(columns="randomized"))["patient_id"].tolist() == [0, 2, 3]
 
 
 def test_patients_are_randomised_after_the_run_in_and_analysed_from_there():

@@ -83,7 +83,7 @@ def analysed(patients: pd.DataFrame) -> pd.DataFrame:
     table without the ``randomized`` column has all its patients randomised."""
     kept = (patients["status"] == "ok").to_numpy(bool)
     if "randomized" in patients:
-        kept &= patients["randomized"].to_numpy(bool)
+        kept &= patients["randomized"].astype("boolean").to_numpy(bool, na_value=False)  # NA: a failed patient
     return patients if kept.all() else patients[kept]
 
 
