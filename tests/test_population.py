@@ -413,10 +413,25 @@ def test_survival_after_progression_is_a_cure_mixture_with_weibull_deaths(shape:
     median = np.log(2.0) / 0.002
     scale = median / np.log(2.0) ** (1.0 / shape)
     for relapsed, cure in ((False, 0.3), (True, 0.1)):
-        days = post_progression_survival(p, np.full(u.size, relapsed), u)
+        days = post_progression_survival(p, np.full(u.size, relapsed), np.zeros(u.size, dtype=bool), u)
         cured = np.isinf(days)
         low, high = stats.binom.interval(0.999, u.size, cure)
         assert low <= cured.sum() <= high
         assert stats.kstest(days[~cured], stats.weibull_min(shape, scale=scale).cdf).pvalue > 1e-3
         if shape == 1.0:
             assert stats.kstest(days[~cured], stats.expon(scale=1 / 0.002).cdf).pvalue > 1e-3
+
+
+def test_refractory_disease_dies_the_refractory_factor_sooner() -> None:
+    """Refractory disease (never in remission) has the same cure fraction and Weibull shape, and its times to
+    death are those after relapse divided by post_progression_refractory_factor (same uniforms)."""
+    values = default_parameters().replace(post_progression_refractory_factor=3.0)
+    covariates = draw_covariates(make_population(), 6, np.arange(2_000), default_parameters())
+    p = individual_parameters(values, covariates, 6)
+    u = uniforms(6, covariates.patient_id, Stream.block("post_progression"))
+    relapsed = np.ones(u.size, dtype=bool)
+    after_relapse = post_progression_survival(p, relapsed, np.zeros(u.size, dtype=bool), u)
+    refractory = post_progression_survival(p, relapsed, np.ones(u.size, dtype=bool), u)
+    cured = np.isinf(after_relapse)
+    assert np.array_equal(cured, np.isinf(refractory)) and 0 < cured.sum() < u.size
+    np.testing.assert_allclose(refractory[~cured], after_relapse[~cured] / 3.0, rtol=1e-12)

@@ -327,16 +327,18 @@ def _follow_up(protocol: Protocol, course: ArmCourse, index: NDArray[np.int64], 
 
 
 def post_progression_survival(parameters: NDArray[np.float64], relapsed: NDArray[np.bool_],
-                              u: NDArray[np.float64]) -> NDArray[np.float64]:
+                              refractory: NDArray[np.bool_], u: NDArray[np.float64]) -> NDArray[np.float64]:
     """Days from progression (relapse or refractory disease) to death for uniforms ``u``: a mixture cure law.
     Salvage cures a fraction (``post_progression_cure_newly_diagnosed`` after first-line therapy,
     ``post_progression_cure_relapsed`` after therapy for ``relapsed`` disease): u below it gives inf (no
     leukemia death). The others die after a Weibull time with shape k (``post_progression_survival_shape``) and
-    median ln 2 / ``post_progression_death_rate`` (k = 1: exponential with that rate), by inversion of the
+    median ln 2 / ``post_progression_death_rate`` (k = 1: exponential with that rate), divided by
+    ``post_progression_refractory_factor`` for ``refractory`` disease (never in remission), by inversion of the
     rescaled uniform v = (u - cure) / (1 - cure): t = median (ln(1/v) / ln 2)^(1/k)."""
     cure = np.where(relapsed, parameters[:, INDEX["post_progression_cure_relapsed"]],
                     parameters[:, INDEX["post_progression_cure_newly_diagnosed"]])
     median = np.log(2.0) / parameters[:, INDEX["post_progression_death_rate"]]
+    median = np.where(refractory, median / parameters[:, INDEX["post_progression_refractory_factor"]], median)
     shape = parameters[:, INDEX["post_progression_survival_shape"]]
     rescaled = np.clip((u - cure) / (1.0 - cure), np.finfo(float).tiny, 1.0)
     return np.where(u <= cure, np.inf, median * (-np.log(rescaled) / np.log(2.0)) ** (1.0 / shape))
@@ -353,6 +355,7 @@ def _finish(protocol: Protocol, course: ArmCourse, seed: int) -> None:
     u = uniforms(seed, course.covariates.patient_id[progressed], Stream.block("post_progression"))
     course.death_after_progression_day[progressed] = (
         course.progression_day[progressed]
-        + post_progression_survival(course.parameters[progressed], course.covariates.relapsed[progressed], u))
+        + post_progression_survival(course.parameters[progressed], course.covariates.relapsed[progressed],
+                                    np.isfinite(course.no_response_day[progressed]), u))
     values = readouts_batch(course.state[relapsed], course.parameters[relapsed], c[relapsed])
     course.add_events(relapsed, c[relapsed, C_EVENT_TIME], "relapse", "", values[:, R_CLASS_FRACTION])

@@ -62,6 +62,12 @@ PARAMETERS = (
               "leave long-term survivors)", True,
               "Weibull shape of survival after relapse or refractory disease (median ln 2 / "
               "post_progression_death_rate)", bounds=(0.3, 1.0)),
+    Parameter("post_progression_refractory_factor", 1.0, "-", "assumption [U]: disease that never remits on the "
+              "protocol progresses from a high burden and dies sooner than a relapse detected in remission (the "
+              "median OS of 11.9 months is after relapse, Lamble 2023 [P]); 1 = no difference; bounds: median "
+              "down to a sixth", True,
+              "refractory disease (never in remission) survives progression this many times shorter than a "
+              "relapse: its times to death are those after relapse divided by the factor", bounds=(1.0, 6.0)),
     Parameter("post_progression_cure_newly_diagnosed", 0.36, "-", "COG relapse cohort 1988-2002: 5-year OS 36% "
               "after relapse from frontline therapy (S66, calibration_targets.md) [S]", True,
               "fraction of patients who relapse from first-line therapy that salvage therapy (second-line "
