@@ -118,6 +118,7 @@ def test_bad_parameter_set_files_are_located(tmp_path, values: dict, message: st
 
 def test_literature_set_is_always_available() -> None:
     assert shipped_parameter_sets()[0] == LITERATURE
+    assert shipped_parameter_sets()[-1] == DEFAULT  # by version: the default is the newest calibration
     assert load_parameter_set(LITERATURE).values == tuple(p.value for p in PARAMETERS)
 
 

@@ -3,10 +3,12 @@ the :class:`ParameterSet` that carries values through a run."""
 
 from __future__ import annotations
 
+
 import functools
 import hashlib
 import json
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
@@ -97,8 +99,11 @@ def _shipped_dir() -> Path:
 
 
 def shipped_parameter_sets() -> list[str]:
-    """Names of the parameter sets shipped with leukosim (the literature set first)."""
-    return [LITERATURE, *sorted(path.stem for path in _shipped_dir().glob("*.json"))]
+    """Names of the parameter sets shipped with leukosim (the literature set first, then by version:
+    calibrated-0.9 before calibrated-0.10)."""
+    def version(name: str) -> list[tuple[int, str]]:
+        return [(int(part), "") if part.isdigit() else (-1, part) for part in re.split(r"(\d+)", name)]
+    return [LITERATURE, *sorted((path.stem for path in _shipped_dir().glob("*.json")), key=version)]
 
 
 def load_parameter_set(source: str | Path) -> ParameterSet:
