@@ -289,7 +289,7 @@ def test_body_size_physiologically_plausible() -> None:
 def test_covariates_take_concat_and_to_dict() -> None:
     covariates = draw_covariates(make_population(), 1, np.arange(20), default_parameters())
     table = covariates.to_dict()
-    assert list(table)[:3] == ["patient_id", "age_years", "male"] and len(table) == 17
+    assert list(table)[:3] == ["patient_id", "age_years", "male"] and len(table) == 18
     assert all(len(column) == 20 for column in table.values())
     assert len(covariates.take(covariates.male)) == int(covariates.male.sum())
     assert_same(Covariates.concat([covariates.take(slice(0, 7)), covariates.take(slice(7, 20))]), covariates)
@@ -314,6 +314,26 @@ def test_relapsed_disease_chemosensitivity_is_scaled_by_the_registry_factor() ->
         covariates = draw_covariates(make_population(disease=disease), 2, ids, default_parameters())
         p = individual_parameters(values, covariates, 2)
         np.testing.assert_allclose(p[:, D["chemosensitivity"]], factor * covariates.chemosensitivity)
+
+
+def test_late_first_relapses_are_drawn_at_the_population_share_with_their_own_chemosensitivity() -> None:
+    """A first relapse is late with the population's probability (binomial test), whatever the other draws
+    (the ages of the same patient ids do not change); a late relapse's chemosensitivity is scaled by
+    chemosensitivity_late_relapse, an early one's by chemosensitivity_relapsed; other stages have no late
+    relapse (located error)."""
+    n = 20_000
+    values = default_parameters().replace(chemosensitivity_relapsed=0.3, chemosensitivity_late_relapse=0.9)
+    none_late = draw_covariates(make_population(disease="first_relapse"), 5, np.arange(n), values)
+    mixed = draw_covariates(make_population(disease="first_relapse", late_relapse_fraction=0.4), 5, np.arange(n),
+                            values)
+    assert not none_late.late_relapse.any()
+    assert stats.binomtest(int(mixed.late_relapse.sum()), n, 0.4).pvalue > 1e-3
+    np.testing.assert_array_equal(mixed.age_years, none_late.age_years)
+    p = individual_parameters(values, mixed, 5)
+    factor = np.where(mixed.late_relapse, 0.9, 0.3)
+    np.testing.assert_allclose(p[:, D["chemosensitivity"]], factor * mixed.chemosensitivity)
+    with pytest.raises(ValueError, match="late_relapse_fraction"):
+        make_population(disease="relapsed_refractory", late_relapse_fraction=0.4)
 
 
 def test_chemosensitivity_outside_the_induction_class_is_a_power_of_the_patients_times_its_own_factor() -> None:

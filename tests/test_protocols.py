@@ -352,6 +352,12 @@ def test_cross_field_error_points_at_the_field(tmp_path: Path) -> None:
     assert "expected days within the 42-day phase" in error.expected
 
 
+def test_late_relapse_share_outside_a_first_relapse_points_at_the_field(tmp_path: Path) -> None:
+    error = load_error(tmp_path, variant("male_fraction: 0.5", "male_fraction: 0.5\n  late_relapse_fraction: 0.3"))
+    assert error.field == "population.late_relapse_fraction"
+    assert "expected late_relapse_fraction 0 for disease 'relapsed_refractory'" in str(error)
+
+
 def test_infinite_dose_is_rejected(tmp_path: Path) -> None:
     error = load_error(tmp_path, variant("dose: 15", "dose: .inf"))
     assert error.field == "arms[0].phases[0].drugs[0].dose" and "finite" in error.expected

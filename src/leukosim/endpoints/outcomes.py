@@ -127,6 +127,7 @@ def patient_table(protocol: Protocol, course: ArmCourse) -> pd.DataFrame:
         "marrow_blasts_percent": cov.marrow_blasts_percent,
         "wbc_per_uL": cov.wbc_per_uL,
         "prior_hsct": cov.prior_hsct,
+        "late_relapse": cov.late_relapse,
         "best_response": best_label,
         "crs_max_grade": c[:, C_CRS_MAX].astype(np.int64),
         "crs_onset_day": np.where(c[:, C_CRS_ONSET] >= 0.0, c[:, C_CRS_ONSET] - origin, np.nan),
@@ -192,7 +193,8 @@ def patient_table(protocol: Protocol, course: ArmCourse) -> pd.DataFrame:
 
 
 _BASELINE_COLUMNS = ("patient_id", "arm", "status", "age_years", "sex", "height_cm", "weight_kg", "bsa_m2",
-                     "marrow_blasts_percent", "wbc_per_uL", "prior_hsct", "solver_steps")
+                     "marrow_blasts_percent", "wbc_per_uL", "prior_hsct", "late_relapse",
+                     "solver_steps")
 
 
 def event_table(course: ArmCourse) -> pd.DataFrame:

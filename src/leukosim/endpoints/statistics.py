@@ -414,7 +414,8 @@ _BASELINE_CONTINUOUS = (("age_years", "Age, years"), ("weight_kg", "Weight, kg")
 def baseline_table(patients: pd.DataFrame) -> pd.DataFrame:
     """Cohort baseline characteristics per arm ("Table 1"), all enrolled patients.
 
-    Continuous covariates as median and interquartile range, sex and prior transplant as count and percentage.
+    Continuous covariates as median and interquartile range, sex, prior transplant and late first relapse as count
+    and percentage.
     Columns: arm, characteristic, n, median, q1, q3, count, percent.
     """
     rows: list[dict[str, object]] = []
@@ -425,7 +426,8 @@ def baseline_table(patients: pd.DataFrame) -> pd.DataFrame:
             q1, median, q3 = np.percentile(values, [25, 50, 75])
             rows.append({"arm": arm, "characteristic": label, "n": n, "median": median, "q1": q1, "q3": q3})
         for label, flags in (("Male sex", group["sex"].to_numpy(str) == "M"),
-                             ("Prior allogeneic HSCT", group["prior_hsct"].to_numpy(bool))):
+                             ("Prior allogeneic HSCT", group["prior_hsct"].to_numpy(bool)),
+                             ("Late first relapse", group["late_relapse"].to_numpy(bool))):
             rows.append({"arm": arm, "characteristic": label, "n": n, "count": int(flags.sum()),
                          "percent": 100.0 * flags.mean()})
     return pd.DataFrame(rows, columns=["arm", "characteristic", "n", "median", "q1", "q3", "count", "percent"])

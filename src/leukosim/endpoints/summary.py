@@ -29,6 +29,7 @@ STATISTICS_COLUMNS = (
     "patient_id", "arm", "status", "randomized",
     # baseline (Table 1)
     "age_years", "sex", "height_cm", "weight_kg", "bsa_m2", "marrow_blasts_percent", "wbc_per_uL", "prior_hsct",
+    "late_relapse",
     # response, toxicity, transplant, kinetics and exposure
     "best_response", "crs_max_grade", "crs_onset_day", "icans_max_grade", "tocilizumab_doses",
     "corticosteroid_courses", "sos_vod", "hsct", "car_infused",

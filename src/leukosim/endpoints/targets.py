@@ -101,6 +101,8 @@ def group_members(protocol: Protocol, patients: pd.DataFrame, group: str) -> np.
         members &= _holds(condition, patients)
     for other in definition.excluding:
         members &= ~group_members(protocol, patients, other)
+    if definition.late_relapse is not None:
+        members &= patients["late_relapse"].to_numpy(bool) == definition.late_relapse
     return members
 
 

@@ -29,6 +29,12 @@ PARAMETERS = (
               "[P]", True,
               "typical chemosensitivity of relapsed or refractory disease relative to newly diagnosed (the "
               "population's chemosensitivity law is relative to its disease stage)", bounds=(0.05, 1.0)),
+    Parameter("chemosensitivity_late_relapse", 0.8, "-", "assumption [U]; direction: late first relapses "
+              "(>= 6 months after frontline therapy) reach second remission and survive more often than early "
+              "ones (ALL-REZ BFM 87 15-year pEFS 0.44 vs 0.18, S67), and relapsed blasts resist drugs in vitro "
+              "(Klumper 1995 Blood 86:3861) [P]", True,
+              "typical chemosensitivity of a late first relapse relative to newly diagnosed disease (early "
+              "relapses and refractory disease: chemosensitivity_relapsed)", bounds=(0.05, 1.5)),
     Parameter("t_cell_kill_sensitivity_sd", 0.7, "log", "assumption [U]; direction: leukemia-intrinsic resistance "
               "to T-cell killing shared by blinatumomab and CAR-T (prior blinatumomab non-response predicts "
               "post-CAR failure, Myers JCO 2022 [P]); non-responders expand CAR-T nearly as well as responders "

@@ -40,6 +40,7 @@ COVARIATE_STREAMS: tuple[str, ...] = (
     "hsct_access_quantile",
     "cd22_partial",
     "cd22_partial_low_share",
+    "late_relapse",
 )
 
 
@@ -82,7 +83,8 @@ def sample_distribution(dist: Distribution, u: NDArray[np.float64]) -> NDArray[n
 @dataclass(frozen=True)
 class Covariates:
     """Baseline covariates, one array element per patient (units in the field names; fractions in [0, 1]).
-    ``relapsed``: relapsed or refractory disease stage; ``hsct_access_quantile``: the patient's uniform draw
+    ``relapsed``: relapsed or refractory disease stage; ``late_relapse``: a late first relapse (population's
+    ``late_relapse_fraction``); ``hsct_access_quantile``: the patient's uniform draw
     for access to a scheduled transplant (donor found, fit in time), compared with ``hsct_access_probability``."""
 
     patient_id: NDArray[np.int64]
@@ -101,6 +103,7 @@ class Covariates:
     t_cell_fitness: NDArray[np.float64]
     chemosensitivity: NDArray[np.float64]
     relapsed: NDArray[np.bool_]
+    late_relapse: NDArray[np.bool_]
     hsct_access_quantile: NDArray[np.float64]
 
     def __post_init__(self) -> None:
@@ -211,5 +214,6 @@ def draw_covariates(population: Population, seed: int, patient_ids: NDArray[np.i
         t_cell_fitness=draw_latent("t_cell_fitness"),
         chemosensitivity=draw_latent("chemosensitivity"),
         relapsed=np.full(ids.size, population.disease in RELAPSED_DISEASE),
+        late_relapse=u("late_relapse") < population.late_relapse_fraction,
         hsct_access_quantile=u("hsct_access_quantile"),
     )

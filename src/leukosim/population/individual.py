@@ -53,6 +53,13 @@ def _stage_factor(relapsed: NDArray[np.bool_], relapsed_value: float) -> NDArray
     return np.where(relapsed, relapsed_value, 1.0)
 
 
+def _stage_chemosensitivity(covariates: Covariates, parameters: ParameterSet) -> NDArray[np.float64]:
+    """The disease-stage factor on chemosensitivity: ``chemosensitivity_relapsed`` in relapsed or refractory
+    disease, ``chemosensitivity_late_relapse`` in a late first relapse, 1 in newly diagnosed disease."""
+    relapsed = _stage_factor(covariates.relapsed, parameters["chemosensitivity_relapsed"])
+    return np.where(covariates.late_relapse, parameters["chemosensitivity_late_relapse"], relapsed)
+
+
 def _chemosensitivity_other(chemosensitivity: NDArray[np.float64], stage_factor: NDArray[np.float64],
                             parameters: ParameterSet, own_factor: NDArray[np.float64] | float
                             ) -> NDArray[np.float64]:
@@ -70,7 +77,7 @@ def latent_effects_at_median(p: NDArray[np.float64], parameters: ParameterSet, c
     p[:, D["t_cell_kill_sensitivity"]] = 1.0
     p[:, D["car_exhaustion_factor"]] = 1.0
     p[:, D["chemosensitivity_other"]] = _chemosensitivity_other(
-        covariates.chemosensitivity, _stage_factor(relapsed, parameters["chemosensitivity_relapsed"]), parameters, 1.0)
+        covariates.chemosensitivity, _stage_chemosensitivity(covariates, parameters), parameters, 1.0)
     p[:, D["marrow_reserve"]] = _stage_factor(relapsed, parameters["marrow_reserve_relapsed_median"])
 
 
@@ -119,7 +126,7 @@ def parameters_from_etas(parameters: ParameterSet, covariates: Covariates, etas:
     blin_bsa = bsa / value("blin_reference_bsa")
     blin_clearance = value("blin_clearance") * blin_bsa ** value("blin_clearance_bsa_exponent")
     blin_volume = value("blin_volume") * blin_bsa
-    stage_sensitivity = _stage_factor(relapsed, parameters["chemosensitivity_relapsed"])
+    stage_sensitivity = _stage_chemosensitivity(covariates, parameters)
     resistant = uniforms(seed, ids, _stream("t_cell_resistant")) < value("t_cell_resistant_fraction")
     derived = {
         "weight_kg": weight,

@@ -154,7 +154,10 @@ class Population(StrictModel):
     """Eligibility and baseline distributions of the virtual population. The latent features (pre-existing
     antigen-negative shares, ``t_cell_fitness``, ``chemosensitivity``) follow the parameter set's laws for the
     disease stage (``model/latent.py``) unless given here. ``chemosensitivity`` is relative to the typical
-    patient of the disease stage (relapsed disease is scaled by the registry's ``chemosensitivity_relapsed``)."""
+    patient of the disease stage (relapsed disease is scaled by the registry's ``chemosensitivity_relapsed``, a
+    late first relapse by ``chemosensitivity_late_relapse``). ``late_relapse_fraction``: share of first relapses
+    that are late (BFM: 6 months or more after the end of frontline therapy; COG: 36 months or more from
+    diagnosis), first relapse only; the others are early."""
 
     description: str = ""
     disease: Literal["newly_diagnosed", "first_relapse", "relapsed_refractory", "mrd_positive"]
@@ -165,6 +168,7 @@ class Population(StrictModel):
     wbc_per_uL: Distribution
     prior_hsct_fraction: float = Field(default=0.0, ge=0, le=1)
     prior_blinatumomab_fraction: float = Field(default=0.0, ge=0, le=1)
+    late_relapse_fraction: float = Field(default=0.0, ge=0, le=1)
     cd19_negative_fraction: Distribution | None = None
     cd22_low_fraction: Distribution | None = None
     lineage_switch_fraction: Distribution | None = None
@@ -179,6 +183,9 @@ class Population(StrictModel):
         for name, high in LATENT_LIMITS.items():
             if getattr(self, name) is not None:
                 _within(name, getattr(self, name), 0.0, high)
+        if self.late_relapse_fraction > 0.0 and self.disease != "first_relapse":
+            raise _invalid(f"expected late_relapse_fraction 0 for disease {self.disease!r} (late relapse is a "
+                           f"kind of first relapse), got {self.late_relapse_fraction:g}", "late_relapse_fraction")
         return self
 
 
@@ -547,16 +554,18 @@ class Endpoints(StrictModel):
 
 class Group(StrictModel):
     """A subgroup of an arm's patients: assessed at every one of ``assessed``, meeting every condition of
-    ``all`` (each names its assessment) and in none of the groups ``excluding`` (defined earlier)."""
+    ``all`` (each names its assessment), in none of the groups ``excluding`` (defined earlier) and, when
+    ``late_relapse`` is given, whose first relapse is late (true) or early (false)."""
 
     assessed: list[str] = Field(default_factory=list)
     conditions: list[Condition] = Field(default_factory=list, alias="all")
     excluding: list[str] = Field(default_factory=list)
+    late_relapse: bool | None = None
 
     @model_validator(mode="after")
     def _non_empty(self) -> Group:
-        if not (self.assessed or self.conditions or self.excluding):
-            raise ValueError("expected at least one of assessed, all, excluding")
+        if not (self.assessed or self.conditions or self.excluding or self.late_relapse is not None):
+            raise ValueError("expected at least one of assessed, all, excluding, late_relapse")
         return self
 
 

@@ -75,7 +75,7 @@ def patient_covariates(data: PatientData, population: Population,
     """The patient's covariates (one row, patient id 0) and where each comes from: measured ones from the data
     file (baseline marrow blasts from BLAST, not from the first MRD), latent ones (antigen-negative subclone
     shares, T-cell fitness, chemosensitivity, transplant access) at the median of the population's law, prior
-    blinatumomab as the population's majority."""
+    blinatumomab and a late first relapse as the population's majority."""
     values: dict[str, NDArray] = {"patient_id": np.zeros(1, dtype=np.int64)}
     sources: dict[str, str] = {}
     for name, column in _COVARIATE_SOURCES.items():
@@ -89,6 +89,8 @@ def patient_covariates(data: PatientData, population: Population,
     sources["prior_blinatumomab"] = "population majority"
     values["relapsed"] = np.array([population.disease in RELAPSED_DISEASE])
     sources["relapsed"] = "population disease stage"
+    values["late_relapse"] = np.array([population.late_relapse_fraction > 0.5])
+    sources["late_relapse"] = "population majority"
     values["hsct_access_quantile"] = np.array([0.5])
     sources["hsct_access_quantile"] = "population median"
     return Covariates(**values), sources
@@ -239,7 +241,7 @@ class PatientFit:
     def patient_covariates(self) -> Covariates:
         """The patient's covariates (one row, patient id 0)."""
         values = {name: np.array([value]) for name, value in self.covariates.items()}
-        for name in ("male", "prior_hsct", "prior_blinatumomab", "relapsed"):
+        for name in ("male", "prior_hsct", "prior_blinatumomab", "relapsed", "late_relapse"):
             values[name] = values[name].astype(bool)
         return Covariates(patient_id=np.zeros(1, dtype=np.int64), **values)
 
