@@ -29,7 +29,7 @@ FAILURES = set(STATUS_NAMES) - {"ok"}
 #: Columns known before any simulation (identity and baseline covariates) and solver diagnostics; every
 #: other column is an outcome and must be null for a failed patient.
 BASELINE = {"patient_id", "arm", "status", "age_years", "sex", "height_cm", "weight_kg", "bsa_m2",
-            "marrow_blasts_percent", "wbc_per_uL", "prior_hsct", "solver_steps"}
+            "marrow_blasts_percent", "wbc_per_uL", "prior_hsct", "late_relapse", "solver_steps"}
 RESPONSES = {"CR", "CRi", "NR", "NE"}
 
 SEED = 5
