@@ -70,11 +70,11 @@ class CalibrationSettings:
     base: str = LITERATURE
     #: the parameter set (shipped name or file) whose values start the screening and the search; the prior
     #: stays centred on ``base``
-    start: str = "calibrated-0.7"
+    start: str = "calibrated-0.10"
     #: rounds of screening descent before the search: screen at the current point, then take the screening moves
     #: that lowered the data loss one at a time, best first, each kept if it lowers the loss with the prior
     #: (see :func:`descend` for the step and when it stops early). The parameters moved join the fit
-    descent_rounds: int = 4
+    descent_rounds: int = 1
     #: smallest screening factor of the descent: a round that keeps no move is followed by one at the square
     #: root of its factor, down to this one (equal to ``screen_factor``: one step size throughout)
     final_screen_factor: float = 1.5
@@ -83,7 +83,7 @@ class CalibrationSettings:
     joint_steps: bool = True
     #: each protocol's cohort is at least this many times its largest published cohort, as in validation
     #: (:func:`~leukosim.calibration.validate.cohort_size`); 0: ``n_patients`` for every protocol
-    cohort_oversampling: float = 0.0
+    cohort_oversampling: float = 4.0
 
 
 def calibration_protocols(names: tuple[str, ...] = ()) -> list[Protocol]:
