@@ -22,7 +22,8 @@ from leukosim.model.registry import (
 )
 
 SMALL = CalibrationSettings(name="tiny", n_patients=40, protocols=("aall1621", "eliana"),
-                            parameters=("ino_kill_max", "car_expansion_rate"), max_evaluations=8, start=LITERATURE)
+                            parameters=("ino_kill_max", "car_expansion_rate"), max_evaluations=8, start=LITERATURE,
+                            cohort_oversampling=0.0)
 
 
 def test_standardised_residual_of_a_proportion_by_hand() -> None:
@@ -285,7 +286,7 @@ def test_a_descent_only_calibration_moves_parameters_that_lower_the_loss() -> No
     of them at most a screening step (x3) from its start (one-at-a-time moves are exactly one; a joint step
     moves each by up to one), and the loss falls."""
     settings = CalibrationSettings(name="descent", n_patients=40, protocols=("aall1621",), start=LITERATURE,
-                                   descent_rounds=1, max_evaluations=0)
+                                   descent_rounds=1, max_evaluations=0, cohort_oversampling=0.0)
     document = calibrate(settings)
     literature = literature_parameters()
     moved = {name: value for name, value in document["values"].items() if value != literature[name]}
