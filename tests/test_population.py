@@ -8,6 +8,7 @@ from rcpchgrowth.global_functions import measurement_from_sds
 from scipy import stats
 from scipy.special import logit
 
+from leukosim import load_protocol, simulate_trial
 from leukosim.engine.simulate import post_progression_survival
 from leukosim.model.latent import CD22_PARTIAL_LOW_SHARE
 from leukosim.model.layout import D
@@ -284,6 +285,19 @@ def test_body_size_physiologically_plausible() -> None:
     np.testing.assert_allclose(everyone.bsa_m2, np.sqrt(everyone.height_cm * everyone.weight_kg / 3600.0))
     older = everyone.age_years > 12.0
     assert np.median(everyone.height_cm[older]) > np.median(everyone.height_cm[~older])
+
+
+def test_normal_blood_b_cells_at_enrollment_are_in_the_healthy_childrens_range() -> None:
+    """With 5% marrow blasts the shipped set starts patients at 95% of its normal B-cell pool: the blood count
+    must be that of a child (CD19+ cells of the order of 100-2,000/uL, falling with age; Shearer 2003), not the
+    7,400/uL that calibrated-0.11 had reached by speeding B-cell maturation, which made normal B cells rather
+    than the leukemia drive CAR-T expansion and CRS."""
+    protocol = load_protocol("eliana")
+    blasts = Distribution(distribution="uniform", range=(5.0, 5.01))
+    protocol = protocol.model_copy(update={"population": protocol.population.model_copy(
+        update={"marrow_blasts_percent": blasts})})
+    day0 = simulate_trial(protocol, 200, seed=3, trajectory_patients=200).trajectories.query("day == 0")
+    assert 100.0 < day0["b_cells_per_uL"].quantile(0.05) and day0["b_cells_per_uL"].quantile(0.95) < 2000.0
 
 
 def test_covariates_take_concat_and_to_dict() -> None:
