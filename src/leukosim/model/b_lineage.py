@@ -11,10 +11,10 @@ PARAMETERS = (
               "steady-state marrow B precursors per kg"),
     Parameter("b_maturation_rate", 0.1, "1/day", "assumption: ~10-day precursor transit [U]; bounds: transit "
               "3-20 days, which with the precursor pool and mature B-cell lifetime keeps the steady-state blood B "
-              "count at about 270-1,650/uL, within the age-dependent range of healthy children (CD19+ cells fall "
-              "with age from infancy; Shearer 2003 J Allergy Clin Immunol 112:973 [P])", True,
-              "maturation of marrow precursors to mature B cells (it also sets the normal mature B pool: maturation "
-              "x precursors / death)", bounds=(0.05, 0.3)),
+              "count at 290-1,730/uL (one count for every age), within the age-dependent range of healthy "
+              "children (CD19+ cells fall with age from infancy; Shearer 2003 J Allergy Clin Immunol 112:973 [P])",
+              True, "maturation of marrow precursors to mature B cells (it also sets the normal mature B pool: "
+              "maturation x precursors / death)", bounds=(0.05, 0.3)),
     Parameter("b_precursor_apoptosis", 0.02, "1/day", "Hosseini 2020 Suppl. T2 kBapop [P]", False,
               "apoptosis of B precursors"),
     Parameter("b_mature_death", 1.0 / 60.0, "1/day", "Leon-Triana 2021 tau_B = 60 d [S]", False,
