@@ -278,6 +278,9 @@ def simulate_arm(protocol: Protocol, arm: Arm, covariates: Covariates, p: NDArra
         over = (phase >= 0) & (clock > cap)
         phase[over] = FOLLOW_UP
 
+    finished = np.flatnonzero(phase == FOLLOW_UP)
+    never = finished[course.context[finished, C_REMISSION] < 0.5]
+    _off_protocol(course, never, clock[never], phase)  # completed the protocol without remission: refractory
     _follow_up(protocol, course, np.flatnonzero(phase == FOLLOW_UP), clock, seed)
     _finish(protocol, course, seed)
     return course

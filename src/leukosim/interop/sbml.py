@@ -246,7 +246,8 @@ def _rules() -> tuple[list[tuple[str, str, str]], dict[str, str]]:
         "ino_peripheral_mg": "ino_intercompartmental_clearance / ino_central_volume_individual * ino_central_mg "
                              "- ino_intercompartmental_clearance / ino_peripheral_volume * ino_peripheral_mg",
         "liver_injury": "liver_injury_rate * ino_concentration - liver_repair_rate * liver_injury",
-        "hazard_infection": DRIVE_IDS[U_INFECTION],
+        "hazard_infection": (f"{DRIVE_IDS[U_INFECTION]} "
+                             "+ marrow_failure_death_hazard * total_leukemia / marrow_capacity"),
         "hazard_trm": "trm_rate",
         "hazard_sos": "sos_rate",
     }

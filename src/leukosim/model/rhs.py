@@ -36,6 +36,7 @@ _SW19 = INDEX["switch_cd19_loss"]
 _SW22 = INDEX["switch_cd22_low"]
 _SWLS = INDEX["switch_lineage"]
 _MARROW_REGROWTH = INDEX["normal_marrow_regrowth"]
+_MARROW_FAILURE = INDEX["marrow_failure_death_hazard"]
 _B_MAT = INDEX["b_maturation_rate"]
 _B_APOP = INDEX["b_precursor_apoptosis"]
 _B_DEATH = INDEX["b_mature_death"]
@@ -277,8 +278,8 @@ def derivatives(t: float, y: np.ndarray, p: np.ndarray, u: np.ndarray, c: np.nda
     dy[S_INO_PERIPHERAL] = p[_INO_Q] / p[_INO_VC] * central - p[_INO_Q] / p[_INO_VP] * peripheral
     dy[S_LIVER_INJURY] = p[_LIVER_IN] * ino - p[_LIVER_OUT] * y[S_LIVER_INJURY]
 
-    # death and SOS hazards (chemotherapy.py, transplant.py, toxicity.py)
-    dy[S_HAZARD_INFECTION] = u[U_INFECTION]
+    # death and SOS hazards (chemotherapy.py, disease.py: marrow failure, transplant.py, toxicity.py)
+    dy[S_HAZARD_INFECTION] = u[U_INFECTION] + p[_MARROW_FAILURE] * total_leukemia / capacity
     trm = 0.0
     sos = p[_SOS_INJURY] * y[S_LIVER_INJURY]
     if since_hsct >= 0.0:
