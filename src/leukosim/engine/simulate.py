@@ -278,12 +278,21 @@ def simulate_arm(protocol: Protocol, arm: Arm, covariates: Covariates, p: NDArra
         over = (phase >= 0) & (clock > cap)
         phase[over] = FOLLOW_UP
 
-    finished = np.flatnonzero(phase == FOLLOW_UP)
-    never = finished[course.context[finished, C_REMISSION] < 0.5]
-    _off_protocol(course, never, clock[never], phase)  # completed the protocol without remission: refractory
+    _refractory_at_completion(course, clock, phase)
     _follow_up(protocol, course, np.flatnonzero(phase == FOLLOW_UP), clock, seed)
     _finish(protocol, course, seed)
     return course
+
+
+def _refractory_at_completion(course: ArmCourse, clock: NDArray[np.float64], phase: NDArray[np.int64]) -> None:
+    """Patients who complete the protocol after a response assessment without ever being in remission are
+    treatment failures, as if taken off protocol (a protocol without response assessments judges no one)."""
+    finished = np.flatnonzero(phase == FOLLOW_UP)
+    assessed = np.zeros(finished.size, dtype=bool)
+    for result in course.assessments.values():
+        assessed |= result.response[finished] >= 0
+    never = finished[assessed & (course.context[finished, C_REMISSION] < 0.5)]
+    _off_protocol(course, never, clock[never], phase)
 
 
 def _off_protocol(course: ArmCourse, index: NDArray[np.int64], day: NDArray[np.float64],
