@@ -82,7 +82,7 @@ def test_completing_a_protocol_without_remission_is_treatment_failure() -> None:
     assert (failed["best_response"] == "NR").all()
     assert (failed["efs_event_type"] == "no_response").all()
     assert (failed["efs_days"] == 1.0).all()
-    assert not patients["efs_event"].astype(bool).eq(False).any()
+    assert patients["efs_event"].astype(bool).all()
     assert (failed.loc[failed["os_event"].astype(bool), "death_cause"] == "leukemia").all()
     assert failed["os_event"].astype(bool).mean() > 0.5
 

@@ -86,11 +86,11 @@ PARAMETERS = (
               "normal_marrow_regrowth", bounds=(0.05, 1.0)),
     Parameter("marrow_reserve_sd", 0.5, "log", "assumption [U]", True,
               "SD of the patient's log marrow reserve", bounds=(0.05, 1.5)),
-    Parameter("marrow_failure_death_hazard", 0.003, "1/day", "[D] assumption [U] on the shape: 2 of 137 "
-              "children infused with tisagenlecleucel for marrow-replacing relapse died of cytopenic complications "
-              "(cerebral haemorrhage with coagulopathy on day 15, mucormycosis on day 25) within 30 days, before "
-              "the marrow cleared (S10 Levine JITC 2021 T1 [P]): ~1.5% in ~2 weeks at ~0.75 occupancy; bounds "
-              "3e-4-0.03 (0.6-45% over 30 days of full occupancy)", True,
+    Parameter("marrow_failure_death_hazard", 0.003, "1/day", "[D] assumption [U] on the shape: 4 of 137 "
+              "children infused with tisagenlecleucel for marrow-replacing relapse died within 30 days, before the "
+              "marrow cleared: 2 of leukemia progression, 2 of cytopenic complications (cerebral haemorrhage with "
+              "coagulopathy on day 15, mucormycosis on day 25) (S10 Levine JITC 2021 T1 [P]); 2.9% in ~2 weeks at "
+              "~0.75 occupancy = 0.0028/day; bounds 3e-4-0.03 (0.9-59% over 30 days of full occupancy)", True,
               "death hazard from marrow failure (haemorrhage, infection) at full leukemic marrow occupancy; "
               "proportional to the occupancy and counted with the infection deaths", bounds=(3e-4, 0.03)),
     Parameter("leukemia_growth_relapsed_factor", 1.0, "-", "assumption [U]: the growth measurement "
