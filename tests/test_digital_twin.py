@@ -18,6 +18,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
@@ -33,7 +34,7 @@ from leukosim.protocol.load import load_protocol
 from leukosim.protocol.schema import LATENT_LIMITS
 from leukosim.trial import TrialResult, simulate_patients
 from leukosim.twin import RESIDUAL_SD, PatientDataError, PatientFit, fit_patient, forecast, read_patient_data
-from leukosim.twin.fit import PatientModel
+from leukosim.twin.fit import PatientModel, patient_covariates
 
 SEED = 5
 NOISE_SEED = 1
@@ -93,6 +94,19 @@ def test_zero_etas_give_typical_values_and_random_etas_the_trial_parameters() ->
     assert np.array_equal(typical[:, :len(parameters.values)], expected)
     assert np.array_equal(parameters_from_etas(parameters, covariates, random_effects(covariates, SEED), SEED),
                           individual_parameters(parameters, covariates, SEED))
+
+
+def test_the_twin_takes_the_relapse_timing_from_the_data(tmp_path: Path) -> None:
+    """A late first relapse is a measured covariate (LATE), not the population's majority."""
+    path = simulated_data("aall1331", tmp_path)
+    protocol, parameters = load_protocol("aall1331"), default_parameters()
+    for late in (0, 1):
+        table = pd.read_csv(path).assign(LATE=late)
+        table.to_csv(tmp_path / "late.csv", index=False)
+        covariates, sources = patient_covariates(read_patient_data(tmp_path / "late.csv"), protocol.population,
+                                                 parameters)
+        assert covariates.late_relapse.tolist() == [bool(late)]
+        assert sources["late_relapse"] == "data LATE"
 
 
 @pytest.mark.parametrize("name", sorted(CASES))

@@ -87,6 +87,18 @@ def test_mrd_observations_are_the_assay_results(runs: dict[str, Path]) -> None:
     assert np.allclose(np.sort(mrd.loc[mrd["BLQ"] == 0, "DV"].to_numpy()), detected)
 
 
+def test_baseline_covariates_are_the_patient_table(runs: dict[str, Path]) -> None:
+    """One value per patient, equal to the patient table's (AALL1331 enrolls early and late first relapses)."""
+    data = nonmem_dataset(runs["aall1331"])
+    baseline = data.groupby("ID")[["PHSCT", "LATE", "BLAST"]].nunique()
+    assert (baseline == 1).all().all()
+    first = data.groupby("ID").first()
+    patients = _patients(runs["aall1331"]).loc[first.index - 1]
+    assert np.array_equal(first["LATE"].to_numpy(), patients["late_relapse"].astype(int).to_numpy())
+    assert np.array_equal(first["PHSCT"].to_numpy(), patients["prior_hsct"].astype(int).to_numpy())
+    assert 0 < first["LATE"].sum() < len(first)
+
+
 def test_car_t_and_lymphodepletion_doses_are_the_label_doses(runs: dict[str, Path]) -> None:
     data = nonmem_dataset(runs["eliana"])
     cart = data[(data["EVID"] == 1) & (data["CMT"] == 3)].set_index("ID")

@@ -114,14 +114,15 @@ COLUMNS: dict[str, tuple[str, str, str, str]] = {
     "BLAST": ("marrow blasts at enrollment", "%", "covariate", ""),
     "WBC": ("white blood cells at enrollment", "cells/uL", "covariate", ""),
     "PHSCT": ("allogeneic HSCT before enrollment", "", "covariate", "0 no, 1 yes"),
+    "LATE": ("late first relapse (>= 6 months after frontline therapy)", "", "covariate", "0 no, 1 yes"),
     "HSCT": ("time-varying: on or after the protocol's allogeneic HSCT", "", "covariate", "0 no, 1 yes"),
     "ORIG": ("EFS origin of the patient (day 0 of the ADTTE times), time since enrollment", "day", "covariate", ""),
 }
 _PHARMPY_UNITS = {"day": "d", "year": "yr", "kg": "kg", "cm": "cm", "m2": "m^2", "cells/uL": "1/uL"}
 _DESCRIPTORS = {"ID": "subject identifier", "AGE": "age", "WT": "body weight", "HT": "body height",
                 "BSA": "body surface area", "DVID": "observation identifier"}
-_COVARIATES = ("ARM", "AGE", "SEX", "WT", "HT", "BSA", "BLAST", "WBC", "PHSCT", "HSCT", "ORIG")
-_INTEGER = ("ID", "EVID", "MDV", "CMT", "DVID", "BLQ", "ARM", "SEX", "PHSCT", "HSCT")
+_COVARIATES = ("ARM", "AGE", "SEX", "WT", "HT", "BSA", "BLAST", "WBC", "PHSCT", "LATE", "HSCT", "ORIG")
+_INTEGER = ("ID", "EVID", "MDV", "CMT", "DVID", "BLQ", "ARM", "SEX", "PHSCT", "LATE", "HSCT")
 
 
 def _pieces(start: float, end: float, gaps: list[tuple[float, float]]) -> list[tuple[float, float]]:
@@ -223,6 +224,7 @@ def _dataset(run: RunDirectory) -> pd.DataFrame:
         "BLAST": patients["marrow_blasts_percent"].to_numpy(float),
         "WBC": patients["wbc_per_uL"].to_numpy(float),
         "PHSCT": patients["prior_hsct"].astype(bool).to_numpy(int),
+        "LATE": patients["late_relapse"].astype(bool).to_numpy(int),
         "ORIG": patients["efs_origin_day"].astype(float).to_numpy(float),
     })
     records = records.merge(covariates, on="patient_id", how="left", validate="many_to_one")

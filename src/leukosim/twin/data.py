@@ -17,8 +17,9 @@ from ..io.nonmem import COLUMNS, COMPARTMENTS, ENDPOINTS
 __all__ = ["PatientData", "PatientDataError", "read_patient_data", "BASELINE_COLUMNS"]
 
 #: Columns that describe the patient at baseline: constant over the records of a patient.
-BASELINE_COLUMNS = ("ID", "ARM", "AGE", "SEX", "WT", "HT", "BSA", "BLAST", "WBC", "PHSCT", "ORIG")
-_CODES = {"EVID": (0, 1, 2), "MDV": (0, 1), "BLQ": (0, 1), "SEX": (0, 1), "PHSCT": (0, 1), "HSCT": (0, 1)}
+BASELINE_COLUMNS = ("ID", "ARM", "AGE", "SEX", "WT", "HT", "BSA", "BLAST", "WBC", "PHSCT", "LATE", "ORIG")
+_CODES = {"EVID": (0, 1, 2), "MDV": (0, 1), "BLQ": (0, 1), "SEX": (0, 1), "PHSCT": (0, 1), "LATE": (0, 1),
+          "HSCT": (0, 1)}
 _DVIDS = tuple(e.dvid for e in ENDPOINTS)
 _BLINATUMOMAB_CMT = next(c.number for c in COMPARTMENTS if c.name == "BLINATUMOMAB")
 

@@ -67,7 +67,8 @@ _GRADIENT_STEP = 1e-2  # eta units (ln parameter); above the engine's ~1e-5 rela
 _HESSIAN_STEP = 2e-2
 _BOUND = 5.0  # etas searched within +-5 omega
 _COVARIATE_SOURCES = {"age_years": "AGE", "male": "SEX", "height_cm": "HT", "weight_kg": "WT", "bsa_m2": "BSA",
-                      "marrow_blasts_percent": "BLAST", "wbc_per_uL": "WBC", "prior_hsct": "PHSCT"}
+                      "marrow_blasts_percent": "BLAST", "wbc_per_uL": "WBC", "prior_hsct": "PHSCT",
+                      "late_relapse": "LATE"}
 
 
 def patient_covariates(data: PatientData, population: Population,
@@ -75,12 +76,12 @@ def patient_covariates(data: PatientData, population: Population,
     """The patient's covariates (one row, patient id 0) and where each comes from: measured ones from the data
     file (baseline marrow blasts from BLAST, not from the first MRD), latent ones (antigen-negative subclone
     shares, T-cell fitness, chemosensitivity, transplant access) at the median of the population's law, prior
-    blinatumomab and a late first relapse as the population's majority."""
+    blinatumomab as the population's majority."""
     values: dict[str, NDArray] = {"patient_id": np.zeros(1, dtype=np.int64)}
     sources: dict[str, str] = {}
     for name, column in _COVARIATE_SOURCES.items():
         value = data.baseline[column]
-        values[name] = np.array([value == 1 if name in ("male", "prior_hsct") else value])
+        values[name] = np.array([value == 1 if name in ("male", "prior_hsct", "late_relapse") else value])
         sources[name] = f"data {column}"
     for name in LATENT_LIMITS:
         values[name] = sample_distribution(latent_law(population, name, parameters), np.array([0.5]))
@@ -89,8 +90,6 @@ def patient_covariates(data: PatientData, population: Population,
     sources["prior_blinatumomab"] = "population majority"
     values["relapsed"] = np.array([population.disease in RELAPSED_DISEASE])
     sources["relapsed"] = "population disease stage"
-    values["late_relapse"] = np.array([population.late_relapse_fraction > 0.5])
-    sources["late_relapse"] = "population majority"
     values["hsct_access_quantile"] = np.array([0.5])
     sources["hsct_access_quantile"] = "population median"
     return Covariates(**values), sources
