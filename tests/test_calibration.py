@@ -13,7 +13,9 @@ from typer.testing import CliRunner
 import leukosim
 from leukosim.calibration import CalibrationSettings, calibrate, hit_fractions, validation_records, validation_table
 from leukosim.calibration.fit import calibration_protocols, settings_from_file, write_parameter_set
-from leukosim.calibration.objective import FAILED_PATIENT_LOSS, CalibrationObjective, standardised_residuals
+from leukosim.calibration.objective import (
+    FAILED_PATIENT_LOSS, HUBER_Z, CalibrationObjective, huber_weights, standardised_residuals, target_loss,
+)
 from leukosim.calibration.validate import cohort_size, failed_patients
 from leukosim.cli import app
 from leukosim.model.registry import (
@@ -48,7 +50,25 @@ def test_failed_patients_add_to_the_loss() -> None:
     FAILED_PATIENT_LOSS, so a fit cannot gain by making patients fail."""
     table = pd.DataFrame({"protocol": ["a", "a", "b"], "z": [1.0, 2.0, 3.0], "used": [True, True, False],
                           "failed_patients": [4, 4, 1]})
-    assert CalibrationObjective.data_loss(table) == pytest.approx(0.5 * (1.0 + 4.0) + 5 * FAILED_PATIENT_LOSS)
+    objective = CalibrationObjective([], [], 10, seed=1)
+    assert objective.data_loss(table) == pytest.approx(0.5 * (1.0 + 4.0) + 5 * FAILED_PATIENT_LOSS)
+
+
+def test_huber_loss_is_gaussian_within_its_threshold_and_linear_beyond() -> None:
+    """Continuous with its slope at HUBER_Z; the reweighting gives the same gradient (w z) as the loss."""
+    z = np.array([-12.0, -3.0, 0.0, 1.5, 2.999, 3.001, 8.0])
+    loss = target_loss(z)
+    assert loss[1:5] == pytest.approx(0.5 * z[1:5] ** 2)
+    assert loss[[0, 6]] == pytest.approx(HUBER_Z * (np.abs(z[[0, 6]]) - HUBER_Z / 2))
+    assert loss[5] - loss[4] == pytest.approx(HUBER_Z * 0.002, rel=1e-3)
+    h = 1e-6
+    gradient = (target_loss(z + h) - target_loss(z - h)) / (2 * h)
+    assert gradient == pytest.approx(huber_weights(z) * z, rel=1e-6)
+    assert target_loss(z, huber_z=None) == pytest.approx(0.5 * z**2)
+    table = pd.DataFrame({"z": [-12.0, 1.0], "used": [True, True], "failed_patients": [0, 0],
+                          "protocol": ["a", "a"]})
+    assert CalibrationObjective([], [], 10, seed=1).data_loss(table) == pytest.approx(3.0 * 10.5 + 0.5)
+    assert CalibrationObjective([], [], 10, seed=1, huber_z=None).data_loss(table) == pytest.approx(72.5)
 
 
 def test_shipped_parameter_set_fails_no_patient_of_a_calibration_protocol() -> None:
@@ -85,6 +105,38 @@ def test_a_calibration_from_a_start_set_also_fits_what_that_set_moved(tmp_path) 
     assert document["settings"]["start"] == str(start)
 
 
+def test_a_calibration_can_hold_what_its_start_set_moved(tmp_path) -> None:
+    """With hold_start only the named parameters are fitted; the start set's other values are kept, in the fit
+    and in the file written."""
+    start = tmp_path / "start.json"
+    start.write_text(json.dumps({"name": "start", "values": {"car_contraction_rate": 0.08}}))
+    settings = replace(SMALL, start=str(start), parameters=("ino_kill_max",), max_evaluations=4, hold_start=True)
+    document = calibrate(settings)
+    assert document["fit"]["fitted_parameters"] == ["ino_kill_max"]
+    assert document["fit"]["held_parameters"] == ["car_contraction_rate"]
+    path = write_parameter_set(document, tmp_path / "held.json")
+    held = load_parameter_set(path)
+    assert held["car_contraction_rate"] == 0.08
+    assert held["ino_kill_max"] == document["values"]["ino_kill_max"]
+    literature = literature_parameters()
+    held_decades = (np.log10(0.08 / literature["car_contraction_rate"]),)  # its prior counts, as a constant
+    objective = CalibrationObjective(calibration_protocols(settings.protocols), ["ino_kill_max"],
+                                     settings.n_patients, settings.seed, oversampling=0.0, held_decades=held_decades)
+    decades = np.array([np.log10(held["ino_kill_max"] / literature["ino_kill_max"])])
+    comparison = objective.comparison(held)
+    assert objective.loss(comparison, decades) == pytest.approx(document["fit"]["loss_calibrated"])
+    prior = 0.5 * ((decades[0] / objective.prior_sd_decades) ** 2 + (held_decades[0] / objective.prior_sd_decades) ** 2)
+    assert objective.loss(comparison, decades) - objective.data_loss(comparison) == pytest.approx(prior)
+
+
+def test_calibrate_names_a_bad_parameter_choice(tmp_path) -> None:
+    outcome = CliRunner().invoke(app, ["calibrate", "-o", str(tmp_path / "x.json"), "-p", "no_such_parameter"])
+    assert outcome.exit_code == 2 and "--parameter" in outcome.output and "no_such_parameter" in outcome.output
+    outcome = CliRunner().invoke(app, ["calibrate", "-o", str(tmp_path / "x.json"), "--hold-start"])
+    assert outcome.exit_code == 2 and "--hold-start" in outcome.output
+    assert not (tmp_path / "x.json").exists()
+
+
 def test_shipped_calibration_reproduces_its_recorded_fit() -> None:
     if DEFAULT not in shipped_parameter_sets():
         pytest.skip("no calibrated set shipped")
@@ -98,7 +150,7 @@ def test_shipped_calibration_reproduces_its_recorded_fit() -> None:
     names = document["fit"]["fitted_parameters"]
     objective = CalibrationObjective(calibration_protocols(settings.protocols), names, settings.n_patients,
                                      settings.seed, prior_sd_decades=settings.prior_sd_decades,
-                                     oversampling=settings.cohort_oversampling)
+                                     oversampling=settings.cohort_oversampling, huber_z=settings.huber_z)
     decades = np.array([np.log10(shipped[n] / literature_parameters()[n]) for n in names])
     loss = objective.loss(objective.comparison(shipped), decades)
     assert loss == pytest.approx(document["fit"]["loss_calibrated"], rel=1e-9)
@@ -223,6 +275,8 @@ def test_descent_refines_its_step_when_a_round_keeps_nothing() -> None:
     optimum = np.array([0.7, 0.0])
 
     class Quadratic:
+        huber_z = None  # the Gaussian loss
+
         def __init__(self) -> None:
             self.names, self.evaluations = names, 0
 
@@ -258,6 +312,7 @@ def test_a_joint_step_finds_the_move_that_no_single_move_shows() -> None:
 
     class Valley:
         prior_sd_decades = 1e9  # no prior
+        huber_z = None  # the Gaussian loss
 
         def __init__(self) -> None:
             self.names, self.evaluations = names, 0

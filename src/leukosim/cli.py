@@ -200,6 +200,14 @@ def calibrate(
     oversampling: float = typer.Option(CalibrationSettings.cohort_oversampling, "--oversampling", min=0.0,
                                        help="simulate each protocol with at least this many times its largest "
                                             "published cohort (0: --patients for every protocol)"),
+    huber_z: float = typer.Option(CalibrationSettings.huber_z, "--huber-z", min=0.5,
+                                  help="residual (SDs) beyond which a target's loss grows linearly, not "
+                                       "quadratically"),
+    parameters: list[str] = typer.Option([], "--parameter", "-p",
+                                         help="fit this calibratable parameter (repeatable; default: the ones "
+                                              "screening finds sensitive)"),
+    hold_start: bool = typer.Option(False, "--hold-start",
+                                    help="with --parameter: keep every other parameter at its start value"),
     reproduce: Path = typer.Option(None, "--reproduce", help="re-run with the settings recorded in this file"),
 ) -> None:
     """Fit the calibratable parameters jointly to every calibration protocol's targets."""
@@ -214,11 +222,18 @@ def calibrate(
     else:
         settings = CalibrationSettings(name=out.stem, n_patients=patients, max_evaluations=evaluations, seed=seed,
                                        start=start, descent_rounds=rounds, final_screen_factor=final_factor,
-                                       cohort_oversampling=oversampling)
+                                       cohort_oversampling=oversampling, huber_z=huber_z,
+                                       parameters=tuple(parameters), hold_start=hold_start)
     try:
         load_parameter_set(settings.start)
     except ParameterSetError as error:
         _fail(f"--start: {error}")
+    calibratable = {p.name for p in PARAMETERS if p.calibrate}
+    unknown = [name for name in settings.parameters if name not in calibratable]
+    if unknown:
+        _fail(f"--parameter: not calibratable: {', '.join(unknown)} (`leukosim params` lists which are)")
+    if settings.hold_start and not settings.parameters:
+        _fail("--hold-start: name the parameters to fit with --parameter")
     with console.status("calibrating") as status:
         document = run_calibration(settings, progress=lambda message: status.update(escape(message)))
     write_parameter_set(document, out)

@@ -20,7 +20,8 @@ Three stages, all on the objective of :mod:`leukosim.calibration.objective` with
    side).
 
 All start from the ``start`` parameter set, e.g. the previous calibration when the model has changed; the
-parameters it moved join the fit, and the prior stays on the literature values.
+parameters it moved join the fit (or, with ``hold_start`` and a list of ``parameters``, keep their start values
+while only the listed ones are fitted), and the prior stays on the literature values.
 
 The result is a parameter-set file (see :func:`leukosim.model.registry.load_parameter_set`) that also records
 its settings and a fit report, so ``leukosim calibrate --reproduce FILE`` re-runs it."""
@@ -40,7 +41,7 @@ from ..io.jsonsafe import json_safe
 from ..model.registry import DEFAULT, INDEX, LITERATURE, PARAMETERS, literature_parameters, load_parameter_set
 from ..protocol.load import bundled_protocols, load_protocol
 from ..protocol.schema import Protocol
-from .objective import PRIOR_SD_DECADES, CalibrationObjective
+from .objective import HUBER_Z, PRIOR_SD_DECADES, CalibrationObjective, huber_weights, target_loss
 from .validate import failed_patients
 from ..notice import NOTICE
 
@@ -70,7 +71,7 @@ class CalibrationSettings:
     base: str = LITERATURE
     #: the parameter set (shipped name or file) whose values start the screening and the search; the prior
     #: stays centred on ``base``
-    start: str = "calibrated-0.12"
+    start: str = "calibrated-0.13"
     #: rounds of screening descent before the search: screen at the current point, then take the screening moves
     #: that lowered the data loss one at a time, best first, each kept if it lowers the loss with the prior
     #: (see :func:`descend` for the step and when it stops early). The parameters moved join the fit
@@ -84,6 +85,12 @@ class CalibrationSettings:
     #: each protocol's cohort is at least this many times its largest published cohort, as in validation
     #: (:func:`~leukosim.calibration.validate.cohort_size`); 0: ``n_patients`` for every protocol
     cohort_oversampling: float = 4.0
+    #: residual (SDs) beyond which a target's loss grows linearly (see
+    #: :func:`~leukosim.calibration.objective.target_loss`); None: the Gaussian loss throughout
+    huber_z: float | None = HUBER_Z
+    #: with ``parameters`` given, fit only those and keep every other parameter at its value in the start set
+    #: (False: the parameters the start set moved join the fit)
+    hold_start: bool = False
 
 
 def calibration_protocols(names: tuple[str, ...] = ()) -> list[Protocol]:
@@ -102,10 +109,10 @@ def _bounds(name: str) -> tuple[float, float]:
             math.log10(high / parameter.value))
 
 
-def _target_losses(comparison: pd.DataFrame) -> np.ndarray:
-    """Loss z²/2 of each used target (0 for unused ones)."""
+def _target_losses(comparison: pd.DataFrame, huber_z: float | None) -> np.ndarray:
+    """Loss (:func:`~leukosim.calibration.objective.target_loss`) of each used target (0 for unused ones)."""
     z = comparison["z"].to_numpy(float)
-    return np.where(comparison["used"].to_numpy(bool), 0.5 * np.nan_to_num(z, nan=0.0) ** 2, 0.0)
+    return np.where(comparison["used"].to_numpy(bool), target_loss(np.nan_to_num(z, nan=0.0), huber_z), 0.0)
 
 
 class Screening(NamedTuple):
@@ -138,7 +145,7 @@ def screen(objective: CalibrationObjective, factor: float, start: np.ndarray | N
     def evaluate(decades: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         objective.evaluations += 1
         comparison = objective.comparison(objective.parameters(decades))
-        return _target_losses(comparison), comparison.loc[comparison["used"], "z"].to_numpy(float)
+        return _target_losses(comparison, objective.huber_z), comparison.loc[comparison["used"], "z"].to_numpy(float)
 
     base, z_base = evaluate(zero)
     rows, effects, jacobian = [], [], []
@@ -211,7 +218,8 @@ def screening_descent(objective: CalibrationObjective, x0: np.ndarray, screening
 def joint_step(objective: CalibrationObjective, x0: np.ndarray, screening: Screening, factor: float,
                progress: Callable[[str], None] | None = None) -> tuple[np.ndarray, float]:
     """A Gauss-Newton step from ``x0`` that moves every parameter at once: the bounded linear least-squares
-    solution (SciPy ``lsq_linear``) of the screening's residuals, their secant Jacobian and the prior, each
+    solution (SciPy ``lsq_linear``) of the screening's residuals, their secant Jacobian and the prior (residuals
+    reweighted for the Huber loss, :func:`~leukosim.calibration.objective.huber_weights`), each
     parameter moving at most one screening step (``factor``) and within its bounds; tried at its full length,
     half and a quarter. Finds the joint moves that no single move shows (two parameters whose effects cancel on
     one target and add on another), on the screening's wide differences rather than the cohort's Monte Carlo
@@ -222,8 +230,9 @@ def joint_step(objective: CalibrationObjective, x0: np.ndarray, screening: Scree
     bounds = np.array([_bounds(name) for name in objective.names])
     low, high = np.maximum(-step, bounds[:, 0] - x0), np.minimum(step, bounds[:, 1] - x0)
     prior = np.eye(len(x0)) / objective.prior_sd_decades
-    matrix = np.vstack([screening.jacobian, prior])
-    wanted = -np.concatenate([screening.residuals, x0 / objective.prior_sd_decades])
+    weight = np.sqrt(huber_weights(screening.residuals, objective.huber_z))[:, None]
+    matrix = np.vstack([weight * screening.jacobian, prior])
+    wanted = -np.concatenate([weight[:, 0] * screening.residuals, x0 / objective.prior_sd_decades])
     direction = lsq_linear(matrix, wanted, bounds=(low, high)).x
     best_x, best = x0, math.inf
     for fraction in (1.0, 0.5, 0.25):
@@ -295,7 +304,7 @@ def calibrate(settings: CalibrationSettings, progress: Callable[[str], None] | N
     if not names:
         screener = CalibrationObjective(protocols, calibratable, settings.n_patients, settings.seed,
                                         prior_sd_decades=settings.prior_sd_decades,
-                                        oversampling=settings.cohort_oversampling)
+                                        oversampling=settings.cohort_oversampling, huber_z=settings.huber_z)
         origin = start_decades(calibratable)
         point, screened = descend(screener, origin, settings.screen_factor, settings.final_screen_factor,
                                   settings.descent_rounds, progress, settings.joint_steps)
@@ -304,12 +313,17 @@ def calibrate(settings: CalibrationSettings, progress: Callable[[str], None] | N
                                   settings.max_parameters)
         descended = {n: float(d) for n, d, d0 in zip(calibratable, point, origin) if d != d0}
         names += [n for n in descended if n not in names]
-    names += [n for n in calibratable if start_set[n] != literature[n] and n not in names]
+    moved = [n for n in calibratable if start_set[n] != literature[n] and n not in names]
+    held = moved if settings.hold_start and settings.parameters else []
+    names += [n for n in moved if n not in held]
     if not names:
         raise ValueError("no parameter is sensitive enough to fit")
-    objective = CalibrationObjective(protocols, names, settings.n_patients, settings.seed,
+    # the fitted parameters' deviations are measured from their literature values, whatever the base holds
+    base = start_set.replace(name="held", **{n: literature[n] for n in names}) if held else literature
+    objective = CalibrationObjective(protocols, names, settings.n_patients, settings.seed, base=base,
                                      prior_sd_decades=settings.prior_sd_decades,
-                                     oversampling=settings.cohort_oversampling)
+                                     oversampling=settings.cohort_oversampling, huber_z=settings.huber_z,
+                                     held_decades=tuple(start_decades(held)))
     bounds = np.array([_bounds(name) for name in names])
     x0 = np.array([descended.get(n, d) for n, d in zip(names, start_decades(names))])
     start_loss = objective(x0)
@@ -341,11 +355,12 @@ def calibrate(settings: CalibrationSettings, progress: Callable[[str], None] | N
     return {
         "name": settings.name,
         "base": LITERATURE,
-        "values": {row["name"]: row["calibrated"] for row in parameter_rows},
+        "values": {**{n: start_set[n] for n in held}, **{row["name"]: row["calibrated"] for row in parameter_rows}},
         "settings": asdict(settings),
         "fit": {
             "fitted_parameters": names,
-            "loss_literature": objective.loss(before, np.zeros(len(names))),
+            "held_parameters": held,
+            "loss_literature": objective.data_loss(before),  # no deviation, no prior penalty
             "loss_calibrated": objective.loss(after, best_x),
             "evaluations": objective.evaluations + (0 if screening is None else screener.evaluations),
             "targets_used": int(after["used"].sum()),
@@ -379,4 +394,5 @@ def settings_from_file(path: str | Path) -> CalibrationSettings:
     recorded.setdefault("final_screen_factor", recorded["screen_factor"])  # ... and one step size
     recorded.setdefault("joint_steps", False)  # ... and no joint steps
     recorded.setdefault("cohort_oversampling", 0.0)  # ... and one cohort size for every protocol
+    recorded.setdefault("huber_z", None)  # sets calibrated before calibrated-0.14 had the Gaussian loss
     return CalibrationSettings(**{k: tuple(v) if isinstance(v, list) else v for k, v in recorded.items()})
