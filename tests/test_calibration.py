@@ -336,6 +336,33 @@ def test_a_joint_step_finds_the_move_that_no_single_move_shows() -> None:
     assert any(m.startswith("joint step x1 (2 parameters)") for m in messages)
 
 
+def test_the_joint_step_descends_the_huber_loss() -> None:
+    """One parameter x, a target missed by 20 SDs that x barely moves (z1 = 20 + 0.1 x) and one it fits
+    (z2 = x - 1). The Gaussian optimum gives up the fitted target to nudge the far one (x = -0.99); the Huber
+    loss caps the far target's pull at 3 SDs (x = 1 - 0.3 = 0.7), and the reweighted step goes there."""
+    from leukosim.calibration.fit import Screening, joint_step
+
+    class Line:
+        names, prior_sd_decades = ["car_contraction_rate"], 1e9  # no prior
+
+        def __init__(self, huber_z: float | None) -> None:
+            self.huber_z = huber_z
+
+        def residuals(self, x: np.ndarray) -> np.ndarray:
+            return np.array([20.0 + 0.1 * x[0], x[0] - 1.0])
+
+        def __call__(self, x: np.ndarray) -> float:
+            return float(target_loss(self.residuals(x), self.huber_z).sum())
+
+    jacobian = np.array([[0.1], [1.0]])
+    for huber_z, expected in ((HUBER_Z, 0.7), (None, -0.99)):
+        objective = Line(huber_z)
+        screening = Screening(pd.DataFrame(), np.zeros((1, 2)), np.zeros(2), objective.residuals(np.zeros(1)),
+                              jacobian)
+        x, _ = joint_step(objective, np.zeros(1), screening, factor=100.0)
+        assert x[0] == pytest.approx(expected, abs=0.01)
+
+
 def test_a_descent_only_calibration_moves_parameters_that_lower_the_loss() -> None:
     """One round of screening descent and no search: the parameters it moves are reported as fitted, every one
     of them at most a screening step (x3) from its start (one-at-a-time moves are exactly one; a joint step
