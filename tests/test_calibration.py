@@ -135,6 +135,8 @@ def test_calibrate_names_a_bad_parameter_choice(tmp_path) -> None:
     outcome = CliRunner().invoke(app, ["calibrate", "-o", str(tmp_path / "x.json"), "--hold-start"])
     assert outcome.exit_code == 2 and "--hold-start" in outcome.output
     assert not (tmp_path / "x.json").exists()
+    with pytest.raises(ValueError, match="hold_start"):
+        calibrate(replace(SMALL, parameters=(), hold_start=True))
 
 
 def test_shipped_calibration_reproduces_its_recorded_fit() -> None:

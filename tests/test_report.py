@@ -102,9 +102,10 @@ def test_subgroups_partition_the_evaluable_patients() -> None:
     protocol, patients = result.protocol, result.patients
     ok = patients[patients["status"] == "ok"]
     evaluable = group_members(protocol, ok, "mrd-evaluable")
-    groups = [group_members(protocol, ok, g) for g in ("mrd-sr", "mrd-ir", "mrd-hr")]
+    names = ("mrd-sr", "mrd-ir", "mrd-hr")
+    groups = [group_members(protocol, ok, g) for g in names]
     assert np.array_equal(np.sum(groups, axis=0)[evaluable], np.ones(evaluable.sum()))  # each in exactly one
-    shares = [t for t in protocol.targets if t.endpoint == "group_share" and t.group in ("mrd-sr", "mrd-ir", "mrd-hr")]
+    shares = [t for t in protocol.targets if t.endpoint == "group_share" and t.group in names]
     total = sum(evaluate_target(t, protocol, patients)[0] for t in shares)
     assert len(shares) == 3 and total == pytest.approx(1.0)
 

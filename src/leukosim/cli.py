@@ -17,7 +17,7 @@ from rich.table import Table
 from .calibration.fit import CalibrationSettings
 from .calibration.validate import COHORT_OVERSAMPLING, VALIDATION_PATIENTS
 from .model.registry import (
-    DEFAULT, PARAMETERS, ParameterSet, ParameterSetError, default_parameters, load_parameter_set,
+    CALIBRATABLE, DEFAULT, PARAMETERS, ParameterSet, ParameterSetError, default_parameters, load_parameter_set,
     shipped_parameter_sets,
 )
 from .notice import NOTICE
@@ -228,8 +228,7 @@ def calibrate(
         load_parameter_set(settings.start)
     except ParameterSetError as error:
         _fail(f"--start: {error}")
-    calibratable = {p.name for p in PARAMETERS if p.calibrate}
-    unknown = [name for name in settings.parameters if name not in calibratable]
+    unknown = [name for name in settings.parameters if name not in CALIBRATABLE]
     if unknown:
         _fail(f"--parameter: not calibratable: {', '.join(unknown)} (`leukosim params` lists which are)")
     if settings.hold_start and not settings.parameters:

@@ -38,10 +38,12 @@ import numpy as np
 import pandas as pd
 
 from ..io.jsonsafe import json_safe
-from ..model.registry import DEFAULT, INDEX, LITERATURE, PARAMETERS, literature_parameters, load_parameter_set
+from ..model.registry import (
+    CALIBRATABLE, DEFAULT, INDEX, LITERATURE, PARAMETERS, literature_parameters, load_parameter_set,
+)
 from ..protocol.load import bundled_protocols, load_protocol
 from ..protocol.schema import Protocol
-from .objective import HUBER_Z, PRIOR_SD_DECADES, CalibrationObjective, huber_weights, target_loss
+from .objective import HUBER_Z, PRIOR_SD_DECADES, CalibrationObjective, huber_weights, target_losses
 from .validate import failed_patients
 from ..notice import NOTICE
 
@@ -109,12 +111,6 @@ def _bounds(name: str) -> tuple[float, float]:
             math.log10(high / parameter.value))
 
 
-def _target_losses(comparison: pd.DataFrame, huber_z: float | None) -> np.ndarray:
-    """Loss (:func:`~leukosim.calibration.objective.target_loss`) of each used target (0 for unused ones)."""
-    z = comparison["z"].to_numpy(float)
-    return np.where(comparison["used"].to_numpy(bool), target_loss(np.nan_to_num(z, nan=0.0), huber_z), 0.0)
-
-
 class Screening(NamedTuple):
     """What one-at-a-time screening at a point learnt (see :func:`screen`)."""
 
@@ -145,7 +141,7 @@ def screen(objective: CalibrationObjective, factor: float, start: np.ndarray | N
     def evaluate(decades: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         objective.evaluations += 1
         comparison = objective.comparison(objective.parameters(decades))
-        return _target_losses(comparison, objective.huber_z), comparison.loc[comparison["used"], "z"].to_numpy(float)
+        return target_losses(comparison, objective.huber_z), comparison.loc[comparison["used"], "z"].to_numpy(float)
 
     base, z_base = evaluate(zero)
     rows, effects, jacobian = [], [], []
@@ -290,8 +286,10 @@ def calibrate(settings: CalibrationSettings, progress: Callable[[str], None] | N
 
     if settings.base != LITERATURE:
         raise ValueError("calibration starts from the literature set")
+    if settings.hold_start and not settings.parameters:
+        raise ValueError("hold_start needs the parameters to fit")
     protocols = calibration_protocols(settings.protocols)
-    calibratable = [p.name for p in PARAMETERS if p.calibrate]
+    calibratable = list(CALIBRATABLE)
     names = list(settings.parameters)
     literature, start_set = literature_parameters(), load_parameter_set(settings.start)
 
@@ -314,8 +312,9 @@ def calibrate(settings: CalibrationSettings, progress: Callable[[str], None] | N
         descended = {n: float(d) for n, d, d0 in zip(calibratable, point, origin) if d != d0}
         names += [n for n in descended if n not in names]
     moved = [n for n in calibratable if start_set[n] != literature[n] and n not in names]
-    held = moved if settings.hold_start and settings.parameters else []
-    names += [n for n in moved if n not in held]
+    held = moved if settings.hold_start else []
+    if not held:
+        names += moved
     if not names:
         raise ValueError("no parameter is sensitive enough to fit")
     # the fitted parameters' deviations are measured from their literature values, whatever the base holds

@@ -5,7 +5,7 @@ Each target contributes the Huber loss of its standardised residual
 z = (simulated - published) / sqrt(s_published² + s_simulated²), where s is the half-width of the 95% interval
 over 1.96 (published: the reference interval of :mod:`leukosim.endpoints.targets`; simulated: the Monte Carlo
 CI): z²/2 up to ``huber_z`` residual SDs, linear beyond (default ``HUBER_Z``). A Gaussian prior on each fitted
-parameter's log10 deviation from its literature value (SD
+(or held) parameter's log10 deviation from its literature value (SD
 ``PRIOR_SD_DECADES``) makes the fit a maximum a posteriori estimate, so parameters the targets cannot identify
 stay at their literature values. Common random numbers: every evaluation simulates the same virtual patients
 (same seed), so the objective changes only through the parameters."""
@@ -17,12 +17,12 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from ..model.registry import PARAMETERS, ParameterSet, literature_parameters
+from ..model.registry import CALIBRATABLE, ParameterSet, literature_parameters
 from ..protocol.schema import Protocol
 from .validate import failed_patients, validation_table
 
 __all__ = ["CalibrationObjective", "FAILED_PATIENT_LOSS", "HUBER_Z", "PRIOR_SD_DECADES", "huber_weights",
-           "standardised_residuals", "target_loss"]
+           "standardised_residuals", "target_loss", "target_losses"]
 
 PRIOR_SD_DECADES = 0.5  # a factor of 10 away from the literature value is 2 prior SDs
 #: residual (in SDs) beyond which a target's loss grows linearly: a target the model's structure cannot reach
@@ -61,13 +61,19 @@ def target_loss(z: np.ndarray, huber_z: float | None = HUBER_Z) -> np.ndarray:
     return np.where(size <= huber_z, 0.5 * size**2, huber_z * (size - 0.5 * huber_z))
 
 
+def target_losses(comparison: pd.DataFrame, huber_z: float | None = HUBER_Z) -> np.ndarray:
+    """:func:`target_loss` of each row of a comparison whose target is used, 0 for the others."""
+    z = np.nan_to_num(comparison["z"].to_numpy(float), nan=0.0)
+    return np.where(comparison["used"].to_numpy(bool), target_loss(z, huber_z), 0.0)
+
+
 def huber_weights(z: np.ndarray, huber_z: float | None = HUBER_Z) -> np.ndarray:
     """Iteratively reweighted least-squares weights of the Huber loss, min(1, huber_z / |z|) (None: 1): sum(w z²)/2
     has the Huber loss's gradient at z, so a Gauss-Newton step on residuals scaled by sqrt(w) descends it."""
     size = np.abs(np.asarray(z, dtype=float))
     if huber_z is None:
         return np.ones_like(size)
-    return np.minimum(1.0, huber_z / np.maximum(size, huber_z))
+    return huber_z / np.maximum(size, huber_z)
 
 
 @dataclass
@@ -92,8 +98,7 @@ class CalibrationObjective:
 
     def __post_init__(self) -> None:
         self.base = self.base or literature_parameters()
-        calibratable = {p.name for p in PARAMETERS if p.calibrate}
-        unknown = [name for name in self.names if name not in calibratable]
+        unknown = [name for name in self.names if name not in CALIBRATABLE]
         if unknown:
             raise ValueError(f"not calibratable parameters: {', '.join(unknown)}")
 
@@ -116,9 +121,9 @@ class CalibrationObjective:
         """Summed :func:`target_loss` of the used targets, plus ``FAILED_PATIENT_LOSS`` per patient whose
         simulation failed. Huber, not redescending: a loss that stops growing (Cauchy, Tukey) lets the fit give
         up a whole protocol to gain small improvements elsewhere."""
-        z = comparison.loc[comparison["used"], "z"].to_numpy(float)
+        losses = target_losses(comparison, self.huber_z)[comparison["used"].to_numpy(bool)]
         failed = float(failed_patients(comparison).sum())
-        return float(np.sum(target_loss(z, self.huber_z))) + FAILED_PATIENT_LOSS * failed
+        return float(np.sum(losses)) + FAILED_PATIENT_LOSS * failed
 
     def loss(self, comparison: pd.DataFrame, decades: np.ndarray) -> float:
         """Data loss plus the prior penalty on the log10 deviations (fitted and held)."""

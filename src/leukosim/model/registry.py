@@ -20,7 +20,7 @@ from . import (
 )
 from .parameter import Parameter
 
-__all__ = ["PARAMETERS", "INDEX", "ParameterSet", "ParameterSetError", "default_parameters",
+__all__ = ["PARAMETERS", "INDEX", "CALIBRATABLE", "ParameterSet", "ParameterSetError", "default_parameters",
            "literature_parameters", "load_parameter_set", "shipped_parameter_sets", "LITERATURE", "DEFAULT"]
 
 LITERATURE = "literature-0.1"
@@ -43,6 +43,8 @@ PARAMETERS: tuple[Parameter, ...] = (
 INDEX: MappingProxyType[str, int] = MappingProxyType({p.name: i for i, p in enumerate(PARAMETERS)})
 if len(INDEX) != len(PARAMETERS):
     raise RuntimeError("duplicate parameter names in the registry")
+#: Names of the parameters calibration may move, in registry order.
+CALIBRATABLE: tuple[str, ...] = tuple(p.name for p in PARAMETERS if p.calibrate)
 
 
 @dataclass(frozen=True)

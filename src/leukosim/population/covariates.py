@@ -19,7 +19,7 @@ from ..protocol.schema import RELAPSED_DISEASE, Distribution, Population
 from .body_size import SDS_LIMIT, bsa_m2, height_weight_from_sds
 from .streams import Stream, uniforms
 
-__all__ = ["COVARIATE_STREAMS", "Covariates", "cd22_low_shares", "draw_covariates", "latent_law",
+__all__ = ["BOOLEAN_COVARIATES", "COVARIATE_STREAMS", "Covariates", "cd22_low_shares", "draw_covariates", "latent_law",
            "sample_distribution"]
 
 #: Stream offsets within the "covariates" block, by position: append new draws, never reorder or remove.
@@ -130,6 +130,9 @@ class Covariates:
         return cls(**{field.name: np.concatenate([getattr(part, field.name) for part in parts])
                       for field in fields(cls)})
 
+
+#: The yes/no covariates (boolean arrays; 0/1 in data files).
+BOOLEAN_COVARIATES = tuple(f.name for f in fields(Covariates) if f.type == "NDArray[np.bool_]")
 
 #: Truncation of the log-normal laws of T-cell fitness and chemosensitivity (relative units).
 _RELATIVE_RANGE = (0.1, 10.0)

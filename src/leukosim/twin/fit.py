@@ -32,7 +32,7 @@ from ..io.nonmem import ENDPOINTS
 from ..engine.extinction import extinction_thresholds
 from ..model.layout import C_CLONE_SIZE, C_EXTINCTION_THRESHOLD, N_CLASSES, N_REGISTRY, U_BLIN_RATE
 from ..model.registry import INDEX, PARAMETERS, ParameterSet, default_parameters
-from ..population.covariates import Covariates, latent_law, sample_distribution
+from ..population.covariates import BOOLEAN_COVARIATES, Covariates, latent_law, sample_distribution
 from ..population.individual import IIV_OMEGA, latent_effects_at_median, parameters_from_etas
 from ..population.streams import Stream
 from ..protocol.schema import LATENT_LIMITS, RELAPSED_DISEASE, Arm, Population, Protocol
@@ -81,7 +81,7 @@ def patient_covariates(data: PatientData, population: Population,
     sources: dict[str, str] = {}
     for name, column in _COVARIATE_SOURCES.items():
         value = data.baseline[column]
-        values[name] = np.array([value == 1 if name in ("male", "prior_hsct", "late_relapse") else value])
+        values[name] = np.array([value == 1 if name in BOOLEAN_COVARIATES else value])
         sources[name] = f"data {column}"
     for name in LATENT_LIMITS:
         values[name] = sample_distribution(latent_law(population, name, parameters), np.array([0.5]))
@@ -240,7 +240,7 @@ class PatientFit:
     def patient_covariates(self) -> Covariates:
         """The patient's covariates (one row, patient id 0)."""
         values = {name: np.array([value]) for name, value in self.covariates.items()}
-        for name in ("male", "prior_hsct", "prior_blinatumomab", "relapsed", "late_relapse"):
+        for name in BOOLEAN_COVARIATES:
             values[name] = values[name].astype(bool)
         return Covariates(patient_id=np.zeros(1, dtype=np.int64), **values)
 
