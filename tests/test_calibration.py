@@ -139,6 +139,21 @@ def test_calibrate_names_a_bad_parameter_choice(tmp_path) -> None:
         calibrate(replace(SMALL, parameters=(), hold_start=True))
 
 
+def test_calibrate_cli_records_its_search_settings_and_reproduces_them(tmp_path) -> None:
+    """The CMA-ES step and the other options land in the file's settings; --reproduce re-runs them exactly."""
+    first, again = tmp_path / "first.json", tmp_path / "again.json"
+    options = ["-n", "10", "--oversampling", "0", "-p", "ino_kill_max", "--evaluations", "2", "--step", "0.4",
+               "--start", LITERATURE]
+    outcome = CliRunner().invoke(app, ["calibrate", "-o", str(first), *options])
+    assert outcome.exit_code == 0, outcome.output
+    document = json.loads(first.read_text())
+    assert document["settings"]["initial_step_decades"] == 0.4
+    assert document["fit"]["evaluations"] > 1  # the search ran, from the recorded step
+    outcome = CliRunner().invoke(app, ["calibrate", "-o", str(again), "--reproduce", str(first)])
+    assert outcome.exit_code == 0, outcome.output
+    assert json.loads(again.read_text())["values"] == document["values"]
+
+
 def test_shipped_calibration_reproduces_its_recorded_fit() -> None:
     if DEFAULT not in shipped_parameter_sets():
         pytest.skip("no calibrated set shipped")

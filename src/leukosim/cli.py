@@ -200,6 +200,8 @@ def calibrate(
     oversampling: float = typer.Option(CalibrationSettings.cohort_oversampling, "--oversampling", min=0.0,
                                        help="simulate each protocol with at least this many times its largest "
                                             "published cohort (0: --patients for every protocol)"),
+    step: float = typer.Option(CalibrationSettings.initial_step_decades, "--step", min=0.01, max=2.0,
+                               help="initial CMA-ES step (log10 decades of every fitted parameter)"),
     huber_z: float = typer.Option(CalibrationSettings.huber_z, "--huber-z", min=0.5,
                                   help="residual (SDs) beyond which a target's loss grows linearly, not "
                                        "quadratically"),
@@ -223,6 +225,7 @@ def calibrate(
         settings = CalibrationSettings(name=out.stem, n_patients=patients, max_evaluations=evaluations, seed=seed,
                                        start=start, descent_rounds=rounds, final_screen_factor=final_factor,
                                        cohort_oversampling=oversampling, huber_z=huber_z,
+                                       initial_step_decades=step,
                                        parameters=tuple(parameters), hold_start=hold_start)
     try:
         load_parameter_set(settings.start)
