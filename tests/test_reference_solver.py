@@ -16,10 +16,12 @@ counters at their maximum: the extinction thresholds alone do not disable it), r
 (C_REMISSION 0), infection/TRM/SOS deaths (thresholds +inf), fatal CRS (``crs_fatal_il6_factor`` +inf, read
 only by the toxicity monitor) and clinical management (empty rule table).
 
-Tolerances on the final state: ln cell counts (and ln K of the extinction layer) within 2e-3 absolute, i.e.
-0.2% relative in cell counts (measured with calibrated-0.11: 1.02e-3, in the ln count of an extinct-level CD22-low
-clone at -299 ln cells); linear states (inotuzumab amounts, liver injury, cumulative hazards) within
-1e-4 relative where the reference exceeds 1e-9 in magnitude.
+Tolerances on the final state: ln cell counts (and ln K of the extinction layer) within 1e-3 absolute plus
+1e-4 of the state's change over the window (``engine_tolerance.py``). The engine's error is a global one that
+grows with the distance it integrates: measured with calibrated-0.14, the worst is 1.84e-3 in ln K of the bulk
+class in MT103-205's two cycles, which moved it by 58 (3.2e-5 of the change); every other case is within 4e-4
+(at most 7.6e-6 of its change). Linear states (inotuzumab amounts, liver injury, cumulative hazards) within 1e-4
+relative where the reference exceeds 1e-9 in magnitude.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from numpy.typing import NDArray
+
 
 from leukosim.engine.reference import deterministic_course, solve_patient
 from leukosim.engine.integrator import (
@@ -38,6 +41,8 @@ from leukosim.model.layout import (
 )
 from leukosim.population.streams import Stream
 from leukosim.protocol.load import load_protocol
+
+from engine_tolerance import ln_excess
 
 SEED = 3
 PATIENTS = np.array([0, 1, 2, 3], dtype=np.int64)
@@ -57,7 +62,6 @@ REFERENCE_RTOL = 1.0e-9
 REFERENCE_ATOL = 1.0e-12
 LOG_STATES = np.arange(S_LEUKEMIA, S_CAR_EXHAUSTED + 1)
 LINEAR_STATES = np.arange(S_INO_CENTRAL, N_STATES)
-LOG_TOLERANCE = 2.0e-3  # absolute, ln cells
 LINEAR_TOLERANCE = 1.0e-4  # relative
 LINEAR_FLOOR = 1.0e-9  # linear states smaller than this in the reference are not compared
 
@@ -101,11 +105,13 @@ def test_engine_matches_reference_solver(name: str, phases: tuple[str, ...]) -> 
                             for i in range(PATIENTS.size)])
 
     log_error = np.abs(y_engine[:, LOG_STATES] - y_reference[:, LOG_STATES])
-    worst = np.unravel_index(np.argmax(log_error), log_error.shape)
-    assert log_error.max() <= LOG_TOLERANCE, (
+    change = np.abs(y_reference[:, LOG_STATES] - case["y"][:, LOG_STATES])
+    excess = ln_excess(y_engine[:, LOG_STATES], y_reference[:, LOG_STATES], case["y"][:, LOG_STATES])
+    worst = np.unravel_index(np.argmax(excess), excess.shape)
+    assert excess.max() <= 1.0, (
         f"{name}: {STATE_NAMES[LOG_STATES[worst[1]]]} of patient {PATIENTS[worst[0]]} differs by "
-        f"{log_error.max():.3g} (ln cells); engine {y_engine[worst[0], LOG_STATES[worst[1]]]:.8g}, "
-        f"reference {y_reference[worst[0], LOG_STATES[worst[1]]]:.8g}")
+        f"{log_error[worst]:.3g} (ln cells) after moving {change[worst]:.3g}; engine "
+        f"{y_engine[worst[0], LOG_STATES[worst[1]]]:.8g}, reference {y_reference[worst[0], LOG_STATES[worst[1]]]:.8g}")
 
     ref = y_reference[:, LINEAR_STATES]
     compared = np.abs(ref) > LINEAR_FLOOR
