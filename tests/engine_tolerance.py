@@ -13,7 +13,7 @@ LN_TOLERANCE = 1.0e-3  # absolute, ln cells
 LN_TOLERANCE_PER_CHANGE = 1.0e-4  # added per ln unit the state moved over the window
 
 
-def ln_excess(engine: NDArray[np.float64], reference: NDArray[np.float64],
-              start: NDArray[np.float64]) -> NDArray[np.float64]:
-    """|engine - reference| over the tolerance, elementwise (ln states at the end of a window; <= 1 passes)."""
-    return np.abs(engine - reference) / (LN_TOLERANCE + LN_TOLERANCE_PER_CHANGE * np.abs(reference - start))
+def ln_tolerance(reference: NDArray[np.float64], start: NDArray[np.float64]) -> NDArray[np.float64]:
+    """Allowed |engine - reference| (ln units), elementwise, for ln states that moved from ``start`` to
+    ``reference`` over the window."""
+    return LN_TOLERANCE + LN_TOLERANCE_PER_CHANGE * np.abs(reference - start)
