@@ -346,6 +346,23 @@ def test_every_assessment_has_its_columns_even_if_nobody_reached_it(tmp_path) ->
     assert len(compare_targets(protocol, patients)) == len(protocol.targets)  # no KeyError
 
 
+def test_aall1621_cycle_1_mrd_target_counts_the_cycle_1_responders_only() -> None:
+    """S57's 18 of 27 is among the patients in CR/CRi after cycle 1: a patient who responds only after cycle 2
+    (MRD-positive at cycle 1) is not in the denominator, as it would be among the best responders."""
+    protocol = load_protocol("aall1621")
+    target = next(t for t in protocol.targets if t.endpoint == "mrd_negative" and t.assessment == "end-of-cycle-1")
+    table = pd.DataFrame({
+        "patient_id": [0, 1, 2, 3], "arm": "inotuzumab", "status": "ok",
+        "best_response": ["CR", "CRi", "CR", "NR"],
+        response_column("end-of-cycle-1"): ["CR", "CRi", "NR", "NR"],
+        mrd_column("end-of-cycle-1"): [1.0e-5, 1.0e-3, 0.2, 0.5],
+        response_column("end-of-cycle-2"): ["CR", "CRi", "CR", "NR"],
+        mrd_column("end-of-cycle-2"): [1.0e-6, 1.0e-3, 1.0e-5, 0.6],
+    })
+    value, _, _, n = evaluate_target(target, protocol, table)
+    assert (value, n) == (0.5, 2)
+
+
 def test_car_persistence_is_the_geometric_mean_of_quantifiable_month_3_levels_over_cmax() -> None:
     """Transgene at the named assessment over Cmax, geometric mean over patients whose level is quantifiable
     (>= the qPCR LLOQ): a level below the LLOQ, a patient never infused and a failed patient are left out."""

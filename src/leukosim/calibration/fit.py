@@ -73,7 +73,7 @@ class CalibrationSettings:
     base: str = LITERATURE
     #: the parameter set (shipped name or file) whose values start the screening and the search; the prior
     #: stays centred on ``base``
-    start: str = "calibrated-0.13"
+    start: str = "calibrated-0.14"
     #: rounds of screening descent before the search: screen at the current point, then take the screening moves
     #: that lowered the data loss one at a time, best first, each kept if it lowers the loss with the prior
     #: (see :func:`descend` for the step and when it stops early). The parameters moved join the fit
