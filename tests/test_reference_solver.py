@@ -30,7 +30,6 @@ import numpy as np
 import pytest
 from numpy.typing import NDArray
 
-
 from leukosim.engine.reference import deterministic_course, solve_patient
 from leukosim.engine.integrator import (
     MAX_RESAMPLES, N_RECORD, N_RULE_COLUMNS, integrate_batch,
