@@ -164,11 +164,16 @@ def test_shipped_calibration_reproduces_its_recorded_fit() -> None:
     document = json.loads(files("leukosim").joinpath(f"parameter_sets/{DEFAULT}.json").read_text())
     settings = settings_from_file(files("leukosim").joinpath(f"parameter_sets/{DEFAULT}.json"))
     assert settings == CalibrationSettings()  # the defaults of leukosim calibrate are the shipped run
-    names = document["fit"]["fitted_parameters"]
+    names, held = document["fit"]["fitted_parameters"], document["fit"]["held_parameters"]
+
+    def decades_of(chosen: list[str]) -> np.ndarray:
+        return np.array([np.log10(shipped[n] / literature_parameters()[n]) for n in chosen])
+
     objective = CalibrationObjective(calibration_protocols(settings.protocols), names, settings.n_patients,
                                      settings.seed, prior_sd_decades=settings.prior_sd_decades,
-                                     oversampling=settings.cohort_oversampling, huber_z=settings.huber_z)
-    decades = np.array([np.log10(shipped[n] / literature_parameters()[n]) for n in names])
+                                     oversampling=settings.cohort_oversampling, huber_z=settings.huber_z,
+                                     held_decades=tuple(decades_of(held)))
+    decades = decades_of(names)
     loss = objective.loss(objective.comparison(shipped), decades)
     assert loss == pytest.approx(document["fit"]["loss_calibrated"], rel=1e-9)
 
