@@ -166,8 +166,10 @@ def test_shipped_calibration_reproduces_its_recorded_fit() -> None:
     assert settings == CalibrationSettings()  # the defaults of leukosim calibrate are the shipped run
     names, held = document["fit"]["fitted_parameters"], document["fit"]["held_parameters"]
 
+    literature = literature_parameters()
+
     def decades_of(chosen: list[str]) -> np.ndarray:
-        return np.array([np.log10(shipped[n] / literature_parameters()[n]) for n in chosen])
+        return np.array([np.log10(shipped[n] / literature[n]) for n in chosen])
 
     objective = CalibrationObjective(calibration_protocols(settings.protocols), names, settings.n_patients,
                                      settings.seed, prior_sd_decades=settings.prior_sd_decades,
