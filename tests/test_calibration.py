@@ -134,20 +134,25 @@ def test_calibrate_names_a_bad_parameter_choice(tmp_path) -> None:
     assert outcome.exit_code == 2 and "--parameter" in outcome.output and "no_such_parameter" in outcome.output
     outcome = CliRunner().invoke(app, ["calibrate", "-o", str(tmp_path / "x.json"), "--hold-start"])
     assert outcome.exit_code == 2 and "--hold-start" in outcome.output
+    outcome = CliRunner().invoke(app, ["calibrate", "-o", str(tmp_path / "x.json"), "--protocol", "no-such-trial"])
+    assert outcome.exit_code == 2 and "--protocol" in outcome.output and "no-such-trial" in outcome.output
     assert not (tmp_path / "x.json").exists()
     with pytest.raises(ValueError, match="hold_start"):
         calibrate(replace(SMALL, parameters=(), hold_start=True))
 
 
 def test_calibrate_cli_records_its_search_settings_and_reproduces_them(tmp_path) -> None:
-    """The CMA-ES step and the other options land in the file's settings; --reproduce re-runs them exactly."""
+    """The CMA-ES step, the protocols and the other options land in the file's settings; --reproduce re-runs them
+    exactly."""
     first, again = tmp_path / "first.json", tmp_path / "again.json"
     options = ["-n", "10", "--oversampling", "0", "-p", "ino_kill_max", "--evaluations", "2", "--step", "0.4",
-               "--start", LITERATURE]
+               "--start", LITERATURE, "--protocol", "aall1621"]
     outcome = CliRunner().invoke(app, ["calibrate", "-o", str(first), *options])
     assert outcome.exit_code == 0, outcome.output
     document = json.loads(first.read_text())
     assert document["settings"]["initial_step_decades"] == 0.4
+    assert document["settings"]["protocols"] == ["aall1621"]
+    assert {target["protocol"] for target in document["fit"]["targets"]} == {"aall1621"}
     assert document["fit"]["evaluations"] > 1  # the search ran, from the recorded step
     outcome = CliRunner().invoke(app, ["calibrate", "-o", str(again), "--reproduce", str(first)])
     assert outcome.exit_code == 0, outcome.output

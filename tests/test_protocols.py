@@ -175,6 +175,21 @@ def test_leukemia_kill_of_induction_class_regimens_and_of_the_others_drive_separ
         assert drive[..., U_INFECTION].max() > 0.0
 
 
+def test_aieop_bfm_protocol_m_kills_at_its_own_regimen_rate_not_protocol_ib() -> None:
+    """Protocol IB (cyclophosphamide, cytarabine, mercaptopurine) and protocol M (high-dose methotrexate) are
+    separate regimens: each phase's leukemia kill is its own regimen's parameter."""
+    parameters = default_parameters()
+    parameters = parameters.replace(name="split", chemo_consolidation_leukemia_kill=0.3,
+                                    chemo_high_dose_methotrexate_leukemia_kill=0.7)
+    protocol = load_protocol("aieop-bfm-2000")
+    phases = protocol.arms[0].phases
+    covariates = draw_covariates(protocol.population, 1, np.arange(3), parameters)
+    for phase_name, expected in (("protocol-IB", 0.3), ("protocol-M", 0.7)):
+        drive = compile_phase(next(p for p in phases if p.name == phase_name), phases, covariates,
+                              parameters).drive
+        assert drive[..., U_LEUKEMIA_KILL_OTHER].max() == pytest.approx(expected), phase_name
+
+
 # --------------------------------------------------------------------------------------------- schema, hash
 
 

@@ -210,10 +210,13 @@ def calibrate(
                                               "screening finds sensitive)"),
     hold_start: bool = typer.Option(False, "--hold-start",
                                     help="with --parameter: keep every other parameter at its start value"),
+    protocols: list[str] = typer.Option([], "--protocol",
+                                        help="fit to this bundled protocol's targets only (repeatable; default: "
+                                             "every protocol with calibration targets)"),
     reproduce: Path = typer.Option(None, "--reproduce", help="re-run with the settings recorded in this file"),
 ) -> None:
     """Fit the calibratable parameters jointly to every calibration protocol's targets."""
-    from .calibration.fit import settings_from_file, write_parameter_set
+    from .calibration.fit import calibration_protocols, settings_from_file, write_parameter_set
     from .calibration.fit import calibrate as run_calibration
 
     if reproduce is not None:
@@ -225,12 +228,17 @@ def calibrate(
         settings = CalibrationSettings(name=out.stem, n_patients=patients, max_evaluations=evaluations, seed=seed,
                                        start=start, descent_rounds=rounds, final_screen_factor=final_factor,
                                        cohort_oversampling=oversampling, huber_z=huber_z,
-                                       initial_step_decades=step,
+                                       initial_step_decades=step, protocols=tuple(protocols),
                                        parameters=tuple(parameters), hold_start=hold_start)
     try:
         load_parameter_set(settings.start)
     except ParameterSetError as error:
         _fail(f"--start: {error}")
+    with_targets = [protocol.name for protocol in calibration_protocols()]
+    not_calibration = [name for name in settings.protocols if name not in with_targets]
+    if not_calibration:
+        _fail(f"--protocol: no bundled protocol with calibration targets is called {', '.join(not_calibration)} "
+              f"(expected one of: {', '.join(with_targets)})")
     unknown = [name for name in settings.parameters if name not in CALIBRATABLE]
     if unknown:
         _fail(f"--parameter: not calibratable: {', '.join(unknown)} (`leukosim params` lists which are)")

@@ -6,7 +6,11 @@ act on the day of each dose, in proportion to the dose in mg/m2.
 The patient's chemosensitivity is the one measured by the response to induction (glucocorticoid,
 vincristine, anthracycline, asparaginase: the ``INDUCTION_CLASS`` regimens); on the other regimens and agents
 (antimetabolites, alkylators) it applies raised to ``chemosensitivity_shared_exponent`` and times a patient's
-factor of its own (log SD ``chemosensitivity_other_sd``)."""
+factor of its own (log SD ``chemosensitivity_other_sd``).
+
+The regimens are the BFM blocks of model_literature.md §9.2, each with its own kill: prednisone prephase,
+induction (protocol IA), ``consolidation`` (protocol IB: cyclophosphamide, cytarabine, mercaptopurine),
+``high_dose_methotrexate`` (protocol M), reinduction (protocol II), high-risk or relapse blocks, maintenance."""
 
 from __future__ import annotations
 
@@ -20,6 +24,7 @@ _REGIMEN_VALUES = {
     "prephase": (0.30, 0.05, 0.20, 0.02, 1.0e-4),
     "induction": (0.38, 0.05, 0.20, 0.10, 4.0e-4),
     "consolidation": (0.20, 0.05, 0.10, 0.10, 2.0e-4),
+    "high_dose_methotrexate": (0.20, 0.05, 0.10, 0.10, 2.0e-4),
     "reinduction": (0.30, 0.05, 0.15, 0.10, 3.0e-4),
     "intensive_block": (0.45, 0.10, 0.20, 0.20, 1.0e-3),
     "maintenance": (0.09, 0.01, 0.02, 0.01, 2.0e-5),
@@ -44,8 +49,11 @@ def _bounds(effect: str, value: float) -> tuple[float, float] | None:
 
 #: Regimens a protocol may name (the schema's ``regimen`` values must match).
 REGIMENS = tuple(_REGIMEN_VALUES)
-#: Regimens built on the induction drugs (glucocorticoid, vincristine, anthracycline, asparaginase).
-INDUCTION_CLASS = ("prephase", "induction", "reinduction")
+#: Regimens whose kill follows the induction response: those built on the induction drugs (glucocorticoid,
+#: vincristine, anthracycline, asparaginase) and protocol IB (``consolidation``), which BFM gives straight after
+#: IA as the second half of its induction, protocol I. Without it, IB kills with the other-class sensitivity and
+#: the day-78 MRD of AIEOP-BFM 2000 selects patients who relapse within weeks (README, calibration notes).
+INDUCTION_CLASS = ("prephase", "induction", "consolidation", "reinduction")
 
 # per reference dose on the day of administration: leukemia, T, B, marrow kill (1/day); infection hazard
 _AGENT_VALUES = {

@@ -206,6 +206,7 @@ ChemoRegimen = Literal[
     "prephase",
     "induction",
     "consolidation",
+    "high_dose_methotrexate",
     "reinduction",
     "intensive_block",
     "maintenance",
@@ -263,7 +264,7 @@ class DrugAdministration(StrictModel):
         if self.drug == "chemotherapy":
             if self.regimen is None:
                 raise _invalid("expected a regimen for chemotherapy (prephase, induction, consolidation, "
-                               "reinduction, intensive_block or maintenance)", "regimen")
+                               "high_dose_methotrexate, reinduction, intensive_block or maintenance)", "regimen")
             for name in ("dose", "unit", "max_dose", "weight_band"):
                 if getattr(self, name) is not None:
                     raise _invalid(f"expected no {name} for chemotherapy: it is given as a regimen with an "
