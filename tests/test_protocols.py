@@ -157,11 +157,13 @@ def test_aieop_bfm_time_points_and_two_year_therapy() -> None:
 
 
 def test_leukemia_kill_of_induction_class_regimens_and_of_the_others_drive_separate_columns() -> None:
-    """Induction-class regimens (prephase, induction, reinduction) kill through the column scaled by the
-    patient's chemosensitivity, consolidation, high-risk blocks, maintenance and lymphodepleting agents through
-    the one scaled by its shared power; every regimen's other effects are unchanged."""
+    """Induction-class regimens (prephase, induction, protocol IB's consolidation, reinduction) kill through the
+    column scaled by the patient's chemosensitivity; high-dose methotrexate, high-risk blocks, maintenance and
+    lymphodepleting agents through the one scaled by its shared power; every regimen's other effects are
+    unchanged."""
     parameters = default_parameters()
     for name, phase_name, induction_class in (("aieop-bfm-2000", "protocol-IA", True),
+                                              ("aieop-bfm-2000", "protocol-IB", True),
                                               ("aieop-bfm-2000", "protocol-M", False),
                                               ("aieop-bfm-2000", "hr-block-1", False),
                                               ("eliana", "lymphodepletion", False)):
@@ -177,17 +179,19 @@ def test_leukemia_kill_of_induction_class_regimens_and_of_the_others_drive_separ
 
 def test_aieop_bfm_protocol_m_kills_at_its_own_regimen_rate_not_protocol_ib() -> None:
     """Protocol IB (cyclophosphamide, cytarabine, mercaptopurine) and protocol M (high-dose methotrexate) are
-    separate regimens: each phase's leukemia kill is its own regimen's parameter."""
+    separate regimens: each phase's leukemia kill is its own regimen's parameter (IB's on the induction-class
+    column, M's on the other-class one)."""
     parameters = default_parameters()
     parameters = parameters.replace(name="split", chemo_consolidation_leukemia_kill=0.3,
                                     chemo_high_dose_methotrexate_leukemia_kill=0.7)
     protocol = load_protocol("aieop-bfm-2000")
     phases = protocol.arms[0].phases
     covariates = draw_covariates(protocol.population, 1, np.arange(3), parameters)
-    for phase_name, expected in (("protocol-IB", 0.3), ("protocol-M", 0.7)):
+    for phase_name, column, expected in (("protocol-IB", U_LEUKEMIA_KILL, 0.3),
+                                         ("protocol-M", U_LEUKEMIA_KILL_OTHER, 0.7)):
         drive = compile_phase(next(p for p in phases if p.name == phase_name), phases, covariates,
                               parameters).drive
-        assert drive[..., U_LEUKEMIA_KILL_OTHER].max() == pytest.approx(expected), phase_name
+        assert drive[..., column].max() == pytest.approx(expected), phase_name
 
 
 # --------------------------------------------------------------------------------------------- schema, hash
