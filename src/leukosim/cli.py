@@ -213,7 +213,8 @@ def calibrate(
     protocols: list[str] = typer.Option([], "--protocol",
                                         help="fit to this bundled protocol's targets only (repeatable; default: "
                                              "every protocol with calibration targets)"),
-    reproduce: Path = typer.Option(None, "--reproduce", help="re-run with the settings recorded in this file"),
+    reproduce: str = typer.Option(None, "--reproduce",
+                                  help="re-run with the settings recorded in this parameter-set file or shipped set"),
 ) -> None:
     """Fit the calibratable parameters jointly to every calibration protocol's targets."""
     from .calibration.fit import calibration_protocols, settings_from_file, write_parameter_set

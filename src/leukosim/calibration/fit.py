@@ -40,6 +40,7 @@ import pandas as pd
 from ..io.jsonsafe import json_safe
 from ..model.registry import (
     CALIBRATABLE, DEFAULT, INDEX, LITERATURE, PARAMETERS, literature_parameters, load_parameter_set,
+    parameter_set_file,
 )
 from ..protocol.load import bundled_protocols, load_protocol
 from ..protocol.schema import Protocol
@@ -55,8 +56,9 @@ _DEFAULT_SPAN_DECADES = 3.0
 
 @dataclass(frozen=True)
 class CalibrationSettings:
-    """Everything that determines a calibration result; the defaults are the run that produced the shipped
-    default set."""
+    """Everything that determines a calibration result. The defaults continue the chain of shipped sets: one
+    round of screening descent from the shipped default. Each shipped set records its own settings
+    (:func:`settings_from_file`)."""
 
     name: str = DEFAULT
     n_patients: int = 1000
@@ -73,7 +75,7 @@ class CalibrationSettings:
     base: str = LITERATURE
     #: the parameter set (shipped name or file) whose values start the screening and the search; the prior
     #: stays centred on ``base``
-    start: str = "calibrated-0.14"
+    start: str = DEFAULT
     #: rounds of screening descent before the search: screen at the current point, then take the screening moves
     #: that lowered the data loss one at a time, best first, each kept if it lowers the loss with the prior
     #: (see :func:`descend` for the step and when it stops early). The parameters moved join the fit
@@ -386,9 +388,10 @@ def write_parameter_set(document: dict[str, object], path: str | Path) -> Path:
     return path
 
 
-def settings_from_file(path: str | Path) -> CalibrationSettings:
-    """The settings recorded in a parameter-set file, to reproduce it."""
-    recorded = json.loads(Path(path).read_text())["settings"]
+def settings_from_file(source: str | Path) -> CalibrationSettings:
+    """The settings recorded in a parameter-set file (or a shipped set, by name), to reproduce it."""
+    recorded = json.loads(parameter_set_file(source).read_text())["settings"]
+    recorded.setdefault("start", LITERATURE)  # the first calibrations started from the literature values
     recorded.setdefault("descent_rounds", 0)  # sets calibrated before screening descent existed had none
     recorded.setdefault("final_screen_factor", recorded["screen_factor"])  # ... and one step size
     recorded.setdefault("joint_steps", False)  # ... and no joint steps

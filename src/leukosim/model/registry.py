@@ -108,14 +108,20 @@ def shipped_parameter_sets() -> list[str]:
     return [LITERATURE, *sorted((path.stem for path in _shipped_dir().glob("*.json")), key=version)]
 
 
+def parameter_set_file(source: str | Path) -> Path:
+    """The file of a shipped calibrated set named ``source``, else ``source`` as a path."""
+    if isinstance(source, str) and source != LITERATURE and source in shipped_parameter_sets():
+        return _shipped_dir() / f"{source}.json"
+    return Path(source)
+
+
 def load_parameter_set(source: str | Path) -> ParameterSet:
     """A parameter set by name (see :func:`shipped_parameter_sets`) or from a JSON file holding ``name`` and
     ``values`` (parameter name -> value in the registry's unit; parameters not listed keep their literature
     value). Only calibratable parameters may differ from the literature set."""
     if isinstance(source, str) and source == LITERATURE:
         return literature_parameters()
-    path = _shipped_dir() / f"{source}.json" if isinstance(source, str) and source in shipped_parameter_sets() \
-        else Path(source)
+    path = parameter_set_file(source)
     try:
         document = json.loads(path.read_text())
     except OSError as error:
