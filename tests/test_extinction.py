@@ -17,7 +17,7 @@ from leukosim.engine.initial import initial_state
 from leukosim.engine.simulate import simulate_arm
 from leukosim.model.layout import C_ALIVE, C_CLONE_SIZE, C_STATUS, D
 from leukosim.model.readouts import R_LEUKEMIA_CELLS
-from leukosim.model.registry import DEFAULT, INDEX, LITERATURE, load_parameter_set
+from leukosim.model.registry import DEFAULT, INDEX, LITERATURE, literature_parameters, load_parameter_set
 from leukosim.population.covariates import draw_covariates
 from leukosim.population.individual import individual_parameters
 
@@ -103,7 +103,13 @@ def test_engine_extinction_and_regrowth_match_gillespie(tmp_path: Path, paramete
     path = tmp_path / "clone-test.yaml"
     path.write_text(CLONE_PROTOCOL)
     protocol = load_protocol(path)
-    parameters = load_parameter_set(parameter_set).replace(chemo_induction_infection_hazard=0.0)
+    # the literature induction kill and net growth in every set, so that extinction by day 20 stays a real
+    # possibility and survivors regrow past their bottleneck within the window (calibrated-0.18's weaker kill
+    # leaves 98% of clones alive, and its growth, 0.028/day, leaves survivors at a few cells by day 20)
+    literature = literature_parameters()
+    parameters = load_parameter_set(parameter_set).replace(
+        chemo_induction_infection_hazard=0.0, **{name: literature[name] for name in (
+            "chemo_induction_leukemia_kill", "leukemia_net_growth")})
     n = 4000
     covariates = draw_covariates(protocol.population, 11, np.arange(n), parameters)
     p = individual_parameters(parameters, covariates, 11)
