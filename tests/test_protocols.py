@@ -181,9 +181,8 @@ def test_aieop_bfm_protocol_m_kills_at_its_own_regimen_rate_not_protocol_ib() ->
     """Protocol IB (cyclophosphamide, cytarabine, mercaptopurine) and protocol M (high-dose methotrexate) are
     separate regimens: each phase's leukemia kill is its own regimen's parameter (IB's on the induction-class
     column, M's on the other-class one)."""
-    parameters = default_parameters()
-    parameters = parameters.replace(name="split", chemo_consolidation_leukemia_kill=0.3,
-                                    chemo_high_dose_methotrexate_leukemia_kill=0.7)
+    parameters = default_parameters().replace(name="split", chemo_consolidation_leukemia_kill=0.3,
+                                              chemo_high_dose_methotrexate_leukemia_kill=0.7)
     protocol = load_protocol("aieop-bfm-2000")
     phases = protocol.arms[0].phases
     covariates = draw_covariates(protocol.population, 1, np.arange(3), parameters)

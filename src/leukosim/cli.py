@@ -235,11 +235,10 @@ def calibrate(
         load_parameter_set(settings.start)
     except ParameterSetError as error:
         _fail(f"--start: {error}")
-    with_targets = [protocol.name for protocol in calibration_protocols()]
-    not_calibration = [name for name in settings.protocols if name not in with_targets]
-    if not_calibration:
-        _fail(f"--protocol: no bundled protocol with calibration targets is called {', '.join(not_calibration)} "
-              f"(expected one of: {', '.join(with_targets)})")
+    try:
+        calibration_protocols(settings.protocols)
+    except ValueError as error:
+        _fail(f"--protocol: {error}")
     unknown = [name for name in settings.parameters if name not in CALIBRATABLE]
     if unknown:
         _fail(f"--parameter: not calibratable: {', '.join(unknown)} (`leukosim params` lists which are)")

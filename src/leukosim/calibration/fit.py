@@ -98,9 +98,15 @@ class CalibrationSettings:
 
 
 def calibration_protocols(names: tuple[str, ...] = ()) -> list[Protocol]:
-    """The named protocols, or every bundled protocol with calibration targets."""
-    protocols = [load_protocol(name) for name in (names or bundled_protocols())]
-    return [p for p in protocols if any(t.calibrate for t in p.targets)]
+    """The named bundled protocols, or every bundled protocol with calibration targets; a name that is not a
+    bundled protocol with calibration targets is a ValueError."""
+    protocols = [load_protocol(name) for name in bundled_protocols()]
+    with_targets = {p.name: p for p in protocols if any(t.calibrate for t in p.targets)}
+    unknown = [name for name in names if name not in with_targets]
+    if unknown:
+        raise ValueError(f"no bundled protocol with calibration targets is called {', '.join(unknown)} "
+                         f"(expected one of: {', '.join(with_targets)})")
+    return [with_targets[name] for name in names] if names else list(with_targets.values())
 
 
 def _bounds(name: str) -> tuple[float, float]:

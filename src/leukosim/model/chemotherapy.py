@@ -24,7 +24,7 @@ _REGIMEN_VALUES = {
     "prephase": (0.30, 0.05, 0.20, 0.02, 1.0e-4),
     "induction": (0.38, 0.05, 0.20, 0.10, 4.0e-4),
     "consolidation": (0.20, 0.05, 0.10, 0.10, 2.0e-4),
-    "high_dose_methotrexate": (0.20, 0.05, 0.10, 0.10, 2.0e-4),
+    "high_dose_methotrexate": (0.20, 0.05, 0.10, 0.10, 2.0e-4),  # protocol M: protocol IB's values [U]
     "reinduction": (0.30, 0.05, 0.15, 0.10, 3.0e-4),
     "intensive_block": (0.45, 0.10, 0.20, 0.20, 1.0e-3),
     "maintenance": (0.09, 0.01, 0.02, 0.01, 2.0e-5),

@@ -7,7 +7,7 @@ first day of the phase), as in clinical protocols.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic_core import PydanticCustomError
@@ -263,8 +263,8 @@ class DrugAdministration(StrictModel):
                                "days", index)
         if self.drug == "chemotherapy":
             if self.regimen is None:
-                raise _invalid("expected a regimen for chemotherapy (prephase, induction, consolidation, "
-                               "high_dose_methotrexate, reinduction, intensive_block or maintenance)", "regimen")
+                *others, last = get_args(ChemoRegimen)
+                raise _invalid(f"expected a regimen for chemotherapy ({', '.join(others)} or {last})", "regimen")
             for name in ("dose", "unit", "max_dose", "weight_band"):
                 if getattr(self, name) is not None:
                     raise _invalid(f"expected no {name} for chemotherapy: it is given as a regimen with an "
