@@ -16,8 +16,8 @@ import leukosim
 from leukosim.endpoints.statistics import RESPONDER, car_kinetics, survival_table
 from leukosim.engine.initial import initial_state
 from leukosim.model.layout import (
-    C_CAR_PRESENT, D, N_DRIVE, N_STATES, S_B_PRECURSOR, S_CAR_EFFECTOR, S_CAR_EXHAUSTED, S_CAR_MEMORY,
-    S_LEUKEMIA,
+    C_BLIN_RATE, C_CAR_PRESENT, D, N_DRIVE, N_STATES, S_B_PRECURSOR, S_CAR_EFFECTOR, S_CAR_EXHAUSTED,
+    S_CAR_MEMORY, S_LEUKEMIA, S_T_ACTIVE,
 )
 from leukosim.model.registry import INDEX, ParameterSet, default_parameters
 from leukosim.model.rhs import RHS_WORK, derivatives
@@ -209,3 +209,34 @@ def test_t_cell_kill_sensitivity_scales_the_kill_of_leukemic_cells_not_of_normal
     assert rates[1][S_LEUKEMIA] - rates[0][S_LEUKEMIA] == pytest.approx(0.75 * car_kill, rel=1e-9)
     assert rates[1][S_LEUKEMIA + 1] == rates[0][S_LEUKEMIA + 1]  # CD19- class
     assert rates[1][S_B_PRECURSOR] == rates[0][S_B_PRECURSOR]
+
+
+def test_car_t_kills_release_il6_and_blinatumomab_kills_do_not() -> None:
+    """IL-6 from killing is CAR-T's (target pyroptosis, Liu 2020); blinatumomab's IL-6 comes from T-cell
+    activation. A tenfold blinatumomab kill rate speeds the death of CD19+ leukemia at the same serum IL-6;
+    a tenfold CAR-T kill rate raises it."""
+    covariates = draw_covariates(load_protocol("blina-rr-peds").population, 1, np.arange(1), default_parameters())
+    p = individual_parameters(default_parameters(), covariates, 1)[0]
+    y, c = (a[0] for a in initial_state(p[None, :], covariates, 1))
+    c[C_BLIN_RATE] = 15.0 * covariates.bsa_m2[0]  # ug/day, 15 ug/m2/day running since day 0
+    y[S_T_ACTIVE] = math.log(1e11)
+
+    def rates_and_il6(q: np.ndarray, t: float) -> tuple[np.ndarray, float]:
+        dy, work = np.empty(N_STATES), np.empty(RHS_WORK)
+        il6 = derivatives(t, y, q, np.zeros(N_DRIVE), c, dy, work)
+        return dy, il6
+
+    blin, no_kill = p.copy(), p.copy()
+    blin[INDEX["blin_kill_rate"]] *= 10.0
+    no_kill[INDEX["blin_kill_rate"]] = 0.0
+    (base, il6), (faster, il6_faster), (unkilled, il6_unkilled) = (rates_and_il6(q, 2.0) for q in (p, blin, no_kill))
+    kill = unkilled[S_LEUKEMIA] - base[S_LEUKEMIA]  # 1/day
+    assert kill > 0.0 and base[S_LEUKEMIA] - faster[S_LEUKEMIA] == pytest.approx(9.0 * kill, rel=1e-9)
+    assert il6_faster == il6 == il6_unkilled > p[INDEX["il6_baseline"]]  # activation's IL-6, whatever the kill
+
+    c[C_BLIN_RATE] = 0.0  # no blinatumomab; CAR-T effectors instead
+    c[C_CAR_PRESENT] = 1.0
+    y[S_CAR_EFFECTOR], y[S_CAR_MEMORY], y[S_CAR_EXHAUSTED] = math.log(1e10), math.log(1e8), math.log(1e8)
+    car = p.copy()
+    car[INDEX["car_kill_max"]] *= 10.0
+    assert rates_and_il6(car, 2.0)[1] > rates_and_il6(p, 2.0)[1] + 1.0

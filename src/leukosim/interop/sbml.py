@@ -214,9 +214,10 @@ def _rules() -> tuple[list[tuple[str, str, str]], dict[str, str]]:
                                "* piecewise(trm_second_transplant_factor, prior_hsct > 0.5, 1), hsct_time >= 0, 0)")),
         ("sos_rate", "1/day", ("piecewise(sos_hazard_per_injury * liver_injury * sos_transplant_factor "
                                "+ sos_transplant_baseline, sos_window > 0.5, sos_hazard_per_injury * liver_injury)")),
-        ("il6", "pg/mL", "il6_baseline + (il6_per_kill * ("
-                         + " + ".join(f"immune_kill_{name} * {cell}" for name, cell in zip(_CLASSES, cells))
-                         + " + b_immune_kill_marrow * b_precursor + b_immune_kill_blood * b_mature)"
+        ("il6", "pg/mL", "il6_baseline + (il6_per_kill * car_kill * ("
+                         + " + ".join(f"t_cell_kill_sensitivity * {cell}" for k, cell in enumerate(cells)
+                                      if CD19_POSITIVE[k] > 0.5)
+                         + " + b_precursor + b_mature)"
                          " + il6_per_activation * (activation * t_resting + car_activation)) / weight_kg"),
     ]
     car = "car_present > 0.5"

@@ -206,7 +206,7 @@ def derivatives(t: float, y: np.ndarray, p: np.ndarray, u: np.ndarray, c: np.nda
     ino_effect_low = p[_INO_KILL] * emax(ino, p[_INO_EC50] * p[_INO_LOW])
     switch = (0.0, p[_SW19], p[_SW22], p[_SWLS])
     switch_total = p[_SW19] + p[_SW22] + p[_SWLS]
-    kill_flux = 0.0
+    car_kill_flux = 0.0  # CAR-T kills (cells/day): target pyroptosis drives IL-6 (toxicity.py)
     for k in range(N_CLASSES):
         immune = CD19_POSITIVE[k] * (car_kill + blin_marrow_kill) * p[_T_KILL_SENS]  # normal B cells: 1
         ino_k = ino_effect if CD22_POSITIVE[k] > 0.5 else (ino_effect_low if k == 2 else 0.0)
@@ -221,7 +221,7 @@ def derivatives(t: float, y: np.ndarray, p: np.ndarray, u: np.ndarray, c: np.nda
             # Kendall layer: d ln K / dt = death / (cells x K)
             dy[S_EXTINCTION + k] = death * _ratio(1.0, leukemia[k] * work[S_EXTINCTION + k],
                                                   -y[S_LEUKEMIA + k] - y[S_EXTINCTION + k])
-            kill_flux += immune * leukemia[k]
+            car_kill_flux += CD19_POSITIVE[k] * car_kill * p[_T_KILL_SENS] * leukemia[k]
         else:
             dy[S_LEUKEMIA + k] = 0.0
             dy[S_EXTINCTION + k] = 0.0
@@ -236,7 +236,7 @@ def derivatives(t: float, y: np.ndarray, p: np.ndarray, u: np.ndarray, c: np.nda
                          - b_immune_marrow - ino_effect)
     dy[S_B_MATURE] = (p[_B_MAT] * _ratio(b_pre, b_mat, y[S_B_PRECURSOR] - y[S_B_MATURE]) - p[_B_DEATH]
                       - u[U_B_KILL] - b_immune_blood - ino_effect)
-    kill_flux += b_immune_marrow * b_pre + b_immune_blood * b_mat
+    car_kill_flux += car_kill * (b_pre + b_mat)
 
     # endogenous T cells (t_cells.py)
     homeostasis = p[_T_HOMEO] * (1.0 - lymphocytes / p[_T_NORMAL])
@@ -291,4 +291,4 @@ def derivatives(t: float, y: np.ndarray, p: np.ndarray, u: np.ndarray, c: np.nda
     dy[S_HAZARD_TRM] = trm
     dy[S_HAZARD_SOS] = sos
 
-    return p[_IL6_BASE] + (p[_IL6_KILL] * kill_flux + p[_IL6_ACT] * (activation * t_rest + car_activation)) / weight
+    return p[_IL6_BASE] + (p[_IL6_KILL] * car_kill_flux + p[_IL6_ACT] * (activation * t_rest + car_activation)) / weight

@@ -1,6 +1,8 @@
 """Cytokines and toxicity: IL-6 in quasi-steady state (half-life 20 min, Hosseini 2020) produced by
-target killing and T-cell activation (blinatumomab-engaged T cells and antigen-driven CAR-T
-proliferation); a symptom layer mapping IL-6 to fever, hypotension, hypoxia and
+CAR-T killing and T-cell activation (blinatumomab-engaged T cells and antigen-driven CAR-T
+proliferation). CAR-T cells kill by target-cell pyroptosis, which activates macrophages to release
+IL-6; endogenous T cells, which blinatumomab redirects, carry too little granzyme B for it (Liu 2020
+Sci Immunol 5:eaax7969), so blinatumomab's IL-6 comes from T-cell activation (Hosseini 2020); a symptom layer mapping IL-6 to fever, hypotension, hypoxia and
 neurological signs that ``observe.grading`` grades by ASTCT 2019; SOS/VOD hazard from sinusoidal injury
 and transplant; death hazards after progression."""
 
@@ -15,7 +17,9 @@ PARAMETERS = (
     Parameter("il6_baseline", 3.0, "pg/mL", "assumption: normal serum IL-6 < 7 pg/mL [U]", False,
               "baseline serum IL-6"),
     Parameter("il6_per_kill", 3.0e-7, "pg/mL per (cells/day/kg)", "none: Teachey 2016 links peak IL-6 to CRS; "
-              "calibrate to CRS grades [U]", True, "IL-6 per target cell killed by CAR-T or blinatumomab, per kg"),
+              "calibrate to CRS grades [U]; CAR-T kills only: target pyroptosis drives macrophage IL-6, and "
+              "the granzyme B of CAR-T cells, not of endogenous T cells, induces it (Liu 2020 Sci Immunol "
+              "5:eaax7969, abstract [P])", True, "IL-6 per target cell killed by CAR-T, per kg"),
     Parameter("il6_per_activation", 2.0e-9, "pg/mL per (cells/day/kg)", "Hosseini 2020 (IL-6 from activated T "
               "cells) structure; value calibrate [U]", True,
               "IL-6 per T cell activated (by blinatumomab, or CAR-T proliferating on antigen), per kg"),
