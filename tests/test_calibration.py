@@ -129,6 +129,22 @@ def test_a_calibration_can_hold_what_its_start_set_moved(tmp_path) -> None:
     assert objective.loss(comparison, decades) - objective.data_loss(comparison) == pytest.approx(prior)
 
 
+def test_an_initial_estimate_starts_the_search_and_is_recorded(tmp_path) -> None:
+    """With no search, the result is the initial estimate itself, in place of the start set's value; the
+    estimate is recorded and reproduced."""
+    settings = replace(SMALL, parameters=("ino_kill_max",), max_evaluations=0, descent_rounds=0,
+                       initial={"ino_kill_max": 1.7})
+    document = calibrate(settings)
+    assert document["values"] == {"ino_kill_max": 1.7}
+    assert document["settings"]["initial"] == {"ino_kill_max": 1.7}
+    path = write_parameter_set(document, tmp_path / "initial.json")
+    assert settings_from_file(path) == replace(settings, name="tiny")
+    with pytest.raises(ValueError, match="car_kill_max, which is not fitted"):
+        calibrate(replace(settings, initial={"car_kill_max": 5.0}))
+    with pytest.raises(ValueError, match="outside its bounds"):
+        calibrate(replace(settings, initial={"ino_kill_max": 1e9}))
+
+
 def test_calibrate_names_a_bad_parameter_choice(tmp_path) -> None:
     outcome = CliRunner().invoke(app, ["calibrate", "-o", str(tmp_path / "x.json"), "-p", "no_such_parameter"])
     assert outcome.exit_code == 2 and "--parameter" in outcome.output and "no_such_parameter" in outcome.output
@@ -136,6 +152,9 @@ def test_calibrate_names_a_bad_parameter_choice(tmp_path) -> None:
     assert outcome.exit_code == 2 and "--hold-start" in outcome.output
     outcome = CliRunner().invoke(app, ["calibrate", "-o", str(tmp_path / "x.json"), "--protocol", "no-such-trial"])
     assert outcome.exit_code == 2 and "--protocol" in outcome.output and "no-such-trial" in outcome.output
+    for given, message in (("blin_kill_rate", "NAME=VALUE"), ("blin_kill_rate=8", "not fitted")):
+        outcome = CliRunner().invoke(app, ["calibrate", "-o", str(tmp_path / "x.json"), "--initial", given])
+        assert outcome.exit_code == 2 and "--initial" in outcome.output and message in outcome.output
     assert not (tmp_path / "x.json").exists()
     with pytest.raises(ValueError, match="hold_start"):
         calibrate(replace(SMALL, parameters=(), hold_start=True))

@@ -213,12 +213,16 @@ def calibrate(
     protocols: list[str] = typer.Option([], "--protocol",
                                         help="fit to this bundled protocol's targets only (repeatable; default: "
                                              "every protocol with calibration targets)"),
+    initial: list[str] = typer.Option([], "--initial",
+                                      help="NAME=VALUE: start the search at this value of a fitted parameter "
+                                           "(repeatable; an initial estimate, as NONMEM's $THETA)"),
     reproduce: str = typer.Option(None, "--reproduce",
                                   help="re-run with the settings recorded in this parameter-set file or shipped set"),
 ) -> None:
     """Fit the calibratable parameters jointly to every calibration protocol's targets."""
-    from .calibration.fit import calibration_protocols, settings_from_file, write_parameter_set
+    from .calibration.fit import calibration_protocols, check_initial_estimates, settings_from_file
     from .calibration.fit import calibrate as run_calibration
+    from .calibration.fit import write_parameter_set
 
     if reproduce is not None:
         try:
@@ -226,11 +230,18 @@ def calibrate(
         except (OSError, KeyError, TypeError, ValueError) as error:
             _fail(f"{reproduce}: no usable calibration settings ({error})")
     else:
+        estimates = {}
+        for given in initial:
+            name, _, value = given.partition("=")
+            try:
+                estimates[name.strip()] = float(value)
+            except ValueError:
+                _fail(f"--initial: expected NAME=VALUE with a number, got {given!r}")
         settings = CalibrationSettings(name=out.stem, n_patients=patients, max_evaluations=evaluations, seed=seed,
                                        start=start, descent_rounds=rounds, final_screen_factor=final_factor,
                                        cohort_oversampling=oversampling, huber_z=huber_z,
                                        initial_step_decades=step, protocols=tuple(protocols),
-                                       parameters=tuple(parameters), hold_start=hold_start)
+                                       parameters=tuple(parameters), hold_start=hold_start, initial=estimates)
     try:
         load_parameter_set(settings.start)
     except ParameterSetError as error:
@@ -244,6 +255,10 @@ def calibrate(
         _fail(f"--parameter: not calibratable: {', '.join(unknown)} (`leukosim params` lists which are)")
     if settings.hold_start and not settings.parameters:
         _fail("--hold-start: name the parameters to fit with --parameter")
+    try:
+        check_initial_estimates(settings.initial, settings.parameters)
+    except ValueError as error:
+        _fail(f"--initial: {error}")
     with console.status("calibrating") as status:
         document = run_calibration(settings, progress=lambda message: status.update(escape(message)))
     write_parameter_set(document, out)

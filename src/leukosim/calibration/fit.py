@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, NamedTuple
 
@@ -48,8 +48,9 @@ from .objective import HUBER_Z, PRIOR_SD_DECADES, CalibrationObjective, huber_we
 from .validate import failed_patients
 from ..notice import NOTICE
 
-__all__ = ["CalibrationSettings", "Screening", "calibrate", "calibration_protocols", "descend", "joint_step", "screen",
-           "screening_descent", "select_parameters", "settings_from_file", "write_parameter_set"]
+__all__ = ["CalibrationSettings", "Screening", "calibrate", "calibration_protocols", "check_initial_estimates", "descend",
+           "joint_step", "screen", "screening_descent", "select_parameters", "settings_from_file",
+           "write_parameter_set"]
 
 _DEFAULT_SPAN_DECADES = 3.0
 
@@ -95,6 +96,22 @@ class CalibrationSettings:
     #: with ``parameters`` given, fit only those and keep every other parameter at its value in the start set
     #: (False: the parameters the start set moved join the fit)
     hold_start: bool = False
+    #: initial estimates: values of fitted parameters at which the search starts in place of the start set's,
+    #: as NONMEM's $THETA initial estimates (see :func:`check_initial_estimates`)
+    initial: dict[str, float] = field(default_factory=dict)
+
+
+def check_initial_estimates(initial: dict[str, float], parameters: tuple[str, ...]) -> None:
+    """An initial estimate must be for a parameter named to fit and within that parameter's bounds; ValueError
+    otherwise."""
+    for name, value in initial.items():
+        if name not in parameters:
+            raise ValueError(f"an initial estimate for {name}, which is not fitted (fitted: "
+                             f"{', '.join(parameters) or 'none named'})")
+        literature = PARAMETERS[INDEX[name]].value
+        low, high = (literature * 10.0**d for d in _bounds(name))
+        if not low <= value <= high:
+            raise ValueError(f"initial estimate {name}={value:g} outside its bounds [{low:g}, {high:g}]")
 
 
 def calibration_protocols(names: tuple[str, ...] = ()) -> list[Protocol]:
@@ -299,7 +316,9 @@ def calibrate(settings: CalibrationSettings, progress: Callable[[str], None] | N
     protocols = calibration_protocols(settings.protocols)
     calibratable = list(CALIBRATABLE)
     names = list(settings.parameters)
-    literature, start_set = literature_parameters(), load_parameter_set(settings.start)
+    check_initial_estimates(settings.initial, settings.parameters)
+    literature = literature_parameters()
+    start_set = load_parameter_set(settings.start).replace(**settings.initial)
 
     def start_decades(chosen: list[str]) -> np.ndarray:
         """log10 deviations of the start set from the literature values, within the bounds."""
@@ -403,4 +422,5 @@ def settings_from_file(source: str | Path) -> CalibrationSettings:
     recorded.setdefault("joint_steps", False)  # ... and no joint steps
     recorded.setdefault("cohort_oversampling", 0.0)  # ... and one cohort size for every protocol
     recorded.setdefault("huber_z", None)  # sets calibrated before calibrated-0.14 had the Gaussian loss
+    recorded.setdefault("initial", {})  # ... and before calibrated-0.19 no initial estimates
     return CalibrationSettings(**{k: tuple(v) if isinstance(v, list) else v for k, v in recorded.items()})
