@@ -48,8 +48,8 @@ from .objective import HUBER_Z, PRIOR_SD_DECADES, CalibrationObjective, huber_we
 from .validate import failed_patients
 from ..notice import NOTICE
 
-__all__ = ["CalibrationSettings", "Screening", "calibrate", "calibration_protocols", "check_initial_estimates", "descend",
-           "joint_step", "screen", "screening_descent", "select_parameters", "settings_from_file",
+__all__ = ["CalibrationSettings", "Screening", "calibrate", "calibration_protocols", "check_initial_estimates",
+           "descend", "joint_step", "screen", "screening_descent", "select_parameters", "settings_from_file",
            "write_parameter_set"]
 
 _DEFAULT_SPAN_DECADES = 3.0
