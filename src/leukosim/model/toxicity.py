@@ -3,8 +3,8 @@ CAR-T killing and T-cell activation (blinatumomab-engaged T cells and antigen-dr
 proliferation). CAR-T cells kill by target-cell pyroptosis, which activates macrophages to release
 IL-6; endogenous T cells, which blinatumomab redirects, carry too little granzyme B for it (Liu 2020
 Sci Immunol 5:eaax7969), so blinatumomab's IL-6 comes from T-cell activation (Hosseini 2020). A
-symptom layer maps IL-6 to fever, hypotension, hypoxia and neurological signs that ``observe.grading`` grades by ASTCT 2019; SOS/VOD hazard from sinusoidal injury
-and transplant; death hazards after progression."""
+symptom layer maps IL-6 to fever, hypotension, hypoxia and neurological signs that ``observe.grading``
+grades by ASTCT 2019; SOS/VOD hazard from sinusoidal injury and transplant; death hazards after progression."""
 
 from __future__ import annotations
 
