@@ -129,6 +129,11 @@ def test_a_calibration_can_hold_what_its_start_set_moved(tmp_path) -> None:
     assert objective.loss(comparison, decades) - objective.data_loss(comparison) == pytest.approx(prior)
 
 
+def test_a_calibration_is_not_named_after_the_shipped_set_it_starts_from() -> None:
+    settings = CalibrationSettings()
+    assert settings.start == DEFAULT and settings.name != DEFAULT
+
+
 def test_an_initial_estimate_starts_the_search_and_is_recorded(tmp_path) -> None:
     """With no search, the result is the initial estimate itself, in place of the start set's value; the
     estimate is recorded and reproduced."""
