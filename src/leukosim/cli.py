@@ -220,9 +220,8 @@ def calibrate(
                                   help="re-run with the settings recorded in this parameter-set file or shipped set"),
 ) -> None:
     """Fit the calibratable parameters jointly to every calibration protocol's targets."""
-    from .calibration.fit import calibration_protocols, check_initial_estimates, settings_from_file
     from .calibration.fit import calibrate as run_calibration
-    from .calibration.fit import write_parameter_set
+    from .calibration.fit import calibration_protocols, check_initial_estimates, settings_from_file, write_parameter_set
 
     if reproduce is not None:
         try:

@@ -208,7 +208,8 @@ def derivatives(t: float, y: np.ndarray, p: np.ndarray, u: np.ndarray, c: np.nda
     switch_total = p[_SW19] + p[_SW22] + p[_SWLS]
     car_kill_flux = 0.0  # CAR-T kills (cells/day): target pyroptosis drives IL-6 (toxicity.py)
     for k in range(N_CLASSES):
-        immune = CD19_POSITIVE[k] * (car_kill + blin_marrow_kill) * p[_T_KILL_SENS]  # normal B cells: 1
+        sensitivity = CD19_POSITIVE[k] * p[_T_KILL_SENS]  # to T-cell killing (normal B cells: 1)
+        immune = sensitivity * (car_kill + blin_marrow_kill)
         ino_k = ino_effect if CD22_POSITIVE[k] > 0.5 else (ino_effect_low if k == 2 else 0.0)
         death = p[_DEATH] + chemo + immune + ino_k + gvl
         rate = birth - death
@@ -221,7 +222,7 @@ def derivatives(t: float, y: np.ndarray, p: np.ndarray, u: np.ndarray, c: np.nda
             # Kendall layer: d ln K / dt = death / (cells x K)
             dy[S_EXTINCTION + k] = death * _ratio(1.0, leukemia[k] * work[S_EXTINCTION + k],
                                                   -y[S_LEUKEMIA + k] - y[S_EXTINCTION + k])
-            car_kill_flux += CD19_POSITIVE[k] * car_kill * p[_T_KILL_SENS] * leukemia[k]
+            car_kill_flux += sensitivity * car_kill * leukemia[k]
         else:
             dy[S_LEUKEMIA + k] = 0.0
             dy[S_EXTINCTION + k] = 0.0
