@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 import leukosim
 from leukosim.calibration import CalibrationSettings, calibrate, hit_fractions, validation_records, validation_table
-from leukosim.calibration.fit import calibration_protocols, settings_from_file, write_parameter_set
+from leukosim.calibration.fit import SettingsError, calibration_protocols, settings_from_file, write_parameter_set
 from leukosim.calibration.objective import (
     FAILED_PATIENT_LOSS, HUBER_Z, CalibrationObjective, huber_weights, standardised_residuals, target_loss,
 )
@@ -163,6 +163,8 @@ def test_calibrate_names_a_bad_parameter_choice(tmp_path) -> None:
     assert not (tmp_path / "x.json").exists()
     with pytest.raises(ValueError, match="hold_start"):
         calibrate(replace(SMALL, parameters=(), hold_start=True))
+    with pytest.raises(SettingsError, match="parameters: not calibratable: il6_baseline"):
+        calibrate(replace(SMALL, parameters=("il6_baseline",)))
 
 
 def test_calibrate_cli_records_its_search_settings_and_reproduces_them(tmp_path) -> None:

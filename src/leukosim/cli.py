@@ -17,7 +17,7 @@ from rich.table import Table
 from .calibration.fit import CalibrationSettings
 from .calibration.validate import COHORT_OVERSAMPLING, VALIDATION_PATIENTS
 from .model.registry import (
-    CALIBRATABLE, DEFAULT, PARAMETERS, ParameterSet, ParameterSetError, default_parameters, load_parameter_set,
+    DEFAULT, PARAMETERS, ParameterSet, ParameterSetError, default_parameters, load_parameter_set,
     shipped_parameter_sets,
 )
 from .notice import NOTICE
@@ -221,7 +221,7 @@ def calibrate(
 ) -> None:
     """Fit the calibratable parameters jointly to every calibration protocol's targets."""
     from .calibration.fit import calibrate as run_calibration
-    from .calibration.fit import calibration_protocols, check_initial_estimates, settings_from_file, write_parameter_set
+    from .calibration.fit import SettingsError, check_settings, settings_from_file, write_parameter_set
 
     if reproduce is not None:
         try:
@@ -242,22 +242,11 @@ def calibrate(
                                        initial_step_decades=step, protocols=tuple(protocols),
                                        parameters=tuple(parameters), hold_start=hold_start, initial=estimates)
     try:
-        load_parameter_set(settings.start)
-    except ParameterSetError as error:
-        _fail(f"--start: {error}")
-    try:
-        calibration_protocols(settings.protocols)
-    except ValueError as error:
-        _fail(f"--protocol: {error}")
-    unknown = [name for name in settings.parameters if name not in CALIBRATABLE]
-    if unknown:
-        _fail(f"--parameter: not calibratable: {', '.join(unknown)} (`leukosim params` lists which are)")
-    if settings.hold_start and not settings.parameters:
-        _fail("--hold-start: name the parameters to fit with --parameter")
-    try:
-        check_initial_estimates(settings.initial, settings.parameters)
-    except ValueError as error:
-        _fail(f"--initial: {error}")
+        check_settings(settings)
+    except SettingsError as error:
+        options = {"start": "--start", "protocols": "--protocol", "parameters": "--parameter",
+                   "hold_start": "--hold-start", "initial": "--initial"}
+        _fail(f"{options[error.setting]}: {error.message}")
     with console.status("calibrating") as status:
         document = run_calibration(settings, progress=lambda message: status.update(escape(message)))
     write_parameter_set(document, out)

@@ -39,8 +39,8 @@ import pandas as pd
 
 from ..io.jsonsafe import json_safe
 from ..model.registry import (
-    CALIBRATABLE, DEFAULT, INDEX, LITERATURE, PARAMETERS, literature_parameters, load_parameter_set,
-    parameter_set_file,
+    CALIBRATABLE, DEFAULT, INDEX, LITERATURE, PARAMETERS, ParameterSetError, literature_parameters,
+    load_parameter_set, parameter_set_file,
 )
 from ..protocol.load import bundled_protocols, load_protocol
 from ..protocol.schema import Protocol
@@ -48,9 +48,9 @@ from .objective import HUBER_Z, PRIOR_SD_DECADES, CalibrationObjective, huber_we
 from .validate import failed_patients
 from ..notice import NOTICE
 
-__all__ = ["CalibrationSettings", "Screening", "calibrate", "calibration_protocols", "check_initial_estimates",
-           "descend", "joint_step", "screen", "screening_descent", "select_parameters", "settings_from_file",
-           "write_parameter_set"]
+__all__ = ["CalibrationSettings", "Screening", "SettingsError", "calibrate", "calibration_protocols",
+           "check_initial_estimates", "check_settings", "descend", "joint_step", "screen", "screening_descent",
+           "select_parameters", "settings_from_file", "write_parameter_set"]
 
 _DEFAULT_SPAN_DECADES = 3.0
 
@@ -114,6 +114,38 @@ def check_initial_estimates(initial: dict[str, float], parameters: tuple[str, ..
         low, high = (literature * 10.0**d for d in _bounds(name))
         if not low <= value <= high:
             raise ValueError(f"initial estimate {name}={value:g} outside its bounds [{low:g}, {high:g}]")
+
+
+class SettingsError(ValueError):
+    """A calibration setting a run cannot start with; ``setting`` names the :class:`CalibrationSettings` field."""
+
+    def __init__(self, setting: str, message: str) -> None:
+        super().__init__(f"{setting}: {message}")
+        self.setting, self.message = setting, message
+
+
+def check_settings(settings: CalibrationSettings) -> None:
+    """Raise :class:`SettingsError` for the first setting a calibration cannot start with: a start set that
+    does not load, a protocol without calibration targets, a parameter that is not calibratable, ``hold_start``
+    without parameters, an initial estimate :func:`check_initial_estimates` refuses."""
+    try:
+        load_parameter_set(settings.start)
+    except ParameterSetError as error:
+        raise SettingsError("start", str(error)) from None
+    try:
+        calibration_protocols(settings.protocols)
+    except ValueError as error:
+        raise SettingsError("protocols", str(error)) from None
+    unknown = [name for name in settings.parameters if name not in CALIBRATABLE]
+    if unknown:
+        raise SettingsError("parameters", f"not calibratable: {', '.join(unknown)} (`leukosim params` lists "
+                                          "which are)")
+    if settings.hold_start and not settings.parameters:
+        raise SettingsError("hold_start", "name the parameters to fit with --parameter")
+    try:
+        check_initial_estimates(settings.initial, settings.parameters)
+    except ValueError as error:
+        raise SettingsError("initial", str(error)) from None
 
 
 def calibration_protocols(names: tuple[str, ...] = ()) -> list[Protocol]:
@@ -313,12 +345,10 @@ def calibrate(settings: CalibrationSettings, progress: Callable[[str], None] | N
 
     if settings.base != LITERATURE:
         raise ValueError("calibration starts from the literature set")
-    if settings.hold_start and not settings.parameters:
-        raise ValueError("hold_start needs the parameters to fit")
+    check_settings(settings)
     protocols = calibration_protocols(settings.protocols)
     calibratable = list(CALIBRATABLE)
     names = list(settings.parameters)
-    check_initial_estimates(settings.initial, settings.parameters)
     literature = literature_parameters()
     start_set = load_parameter_set(settings.start).replace(**settings.initial)
 
