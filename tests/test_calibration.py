@@ -12,7 +12,9 @@ from typer.testing import CliRunner
 
 import leukosim
 from leukosim.calibration import CalibrationSettings, calibrate, hit_fractions, validation_records, validation_table
-from leukosim.calibration.fit import SettingsError, calibration_protocols, settings_from_file, write_parameter_set
+from leukosim.calibration.fit import (
+    SettingsError, calibration_protocols, recorded_objective, settings_from_file, write_parameter_set,
+)
 from leukosim.calibration.objective import (
     FAILED_PATIENT_LOSS, HUBER_Z, CalibrationObjective, huber_weights, standardised_residuals, target_loss,
 )
@@ -150,6 +152,26 @@ def test_an_initial_estimate_starts_the_search_and_is_recorded(tmp_path) -> None
         calibrate(replace(settings, initial={"ino_kill_max": 1e9}))
 
 
+def test_a_prior_sd_widens_one_parameters_prior_and_is_recorded(tmp_path) -> None:
+    """A fitted parameter's own prior SD replaces the common one in the loss; it is recorded, and the recorded
+    objective rebuilds the loss; it must be for a fitted parameter and positive."""
+    settings = replace(SMALL, parameters=("ino_kill_max",), max_evaluations=0, descent_rounds=0,
+                       initial={"ino_kill_max": 1.7}, prior_sd={"ino_kill_max": 2.0})
+    document = calibrate(settings)
+    path = write_parameter_set(document, tmp_path / "wide.json")
+    assert settings_from_file(path) == replace(settings, name="tiny")
+    objective, fitted, decades = recorded_objective(path)
+    comparison = objective.comparison(fitted)
+    loss = objective.loss(comparison, decades)
+    assert loss == pytest.approx(document["fit"]["loss_calibrated"], rel=1e-12)
+    literature = literature_parameters()["ino_kill_max"]
+    assert loss - objective.data_loss(comparison) == pytest.approx(0.5 * (np.log10(1.7 / literature) / 2.0) ** 2)
+    with pytest.raises(SettingsError, match="prior_sd: a prior SD for car_kill_max, which is not fitted"):
+        calibrate(replace(settings, prior_sd={"car_kill_max": 2.0}))
+    with pytest.raises(SettingsError, match="expected a positive number"):
+        calibrate(replace(settings, prior_sd={"ino_kill_max": 0.0}))
+
+
 def test_calibrate_names_a_bad_parameter_choice(tmp_path) -> None:
     outcome = CliRunner().invoke(app, ["calibrate", "-o", str(tmp_path / "x.json"), "-p", "no_such_parameter"])
     assert outcome.exit_code == 2 and "--parameter" in outcome.output and "no_such_parameter" in outcome.output
@@ -157,9 +179,12 @@ def test_calibrate_names_a_bad_parameter_choice(tmp_path) -> None:
     assert outcome.exit_code == 2 and "--hold-start" in outcome.output
     outcome = CliRunner().invoke(app, ["calibrate", "-o", str(tmp_path / "x.json"), "--protocol", "no-such-trial"])
     assert outcome.exit_code == 2 and "--protocol" in outcome.output and "no-such-trial" in outcome.output
-    for given, message in (("blin_kill_rate", "NAME=VALUE"), ("blin_kill_rate=8", "not fitted")):
-        outcome = CliRunner().invoke(app, ["calibrate", "-o", str(tmp_path / "x.json"), "--initial", given])
-        assert outcome.exit_code == 2 and "--initial" in outcome.output and message in outcome.output
+    for option, given, message in (("--initial", "blin_kill_rate", "NAME=VALUE"),
+                                   ("--initial", "blin_kill_rate=8", "not fitted"),
+                                   ("--prior-sd", "blin_kill_rate=x", "NAME=DECADES"),
+                                   ("--prior-sd", "blin_kill_rate=2", "not fitted")):
+        outcome = CliRunner().invoke(app, ["calibrate", "-o", str(tmp_path / "x.json"), option, given])
+        assert outcome.exit_code == 2 and option in outcome.output and message in outcome.output
     assert not (tmp_path / "x.json").exists()
     with pytest.raises(ValueError, match="hold_start"):
         calibrate(replace(SMALL, parameters=(), hold_start=True))
@@ -193,19 +218,9 @@ def test_shipped_calibration_reproduces_its_recorded_fit() -> None:
     from importlib.resources import files
 
     document = json.loads(files("leukosim").joinpath(f"parameter_sets/{DEFAULT}.json").read_text())
-    settings = settings_from_file(files("leukosim").joinpath(f"parameter_sets/{DEFAULT}.json"))
-    names, held = document["fit"]["fitted_parameters"], document["fit"]["held_parameters"]
-
-    literature = literature_parameters()
-
-    def decades_of(chosen: list[str]) -> np.ndarray:
-        return np.array([np.log10(shipped[n] / literature[n]) for n in chosen])
-
-    objective = CalibrationObjective(calibration_protocols(settings.protocols), names, settings.n_patients,
-                                     settings.seed, prior_sd_decades=settings.prior_sd_decades,
-                                     oversampling=settings.cohort_oversampling, huber_z=settings.huber_z,
-                                     held_decades=tuple(decades_of(held)))
-    decades = decades_of(names)
+    objective, fitted, decades = recorded_objective(DEFAULT)
+    assert fitted.values == shipped.values
+    assert objective.names == document["fit"]["fitted_parameters"]
     loss = objective.loss(objective.comparison(shipped), decades)
     assert loss == pytest.approx(document["fit"]["loss_calibrated"], rel=1e-9)
 
@@ -373,8 +388,10 @@ def test_a_joint_step_finds_the_move_that_no_single_move_shows() -> None:
     up = np.log10(3.0)
 
     class Valley:
-        prior_sd_decades = 1e9  # no prior
         huber_z = None  # the Gaussian loss
+
+        def prior_sds(self) -> np.ndarray:
+            return np.full(2, 1e9)  # no prior
 
         def __init__(self) -> None:
             self.names, self.evaluations = names, 0
@@ -405,7 +422,10 @@ def test_the_joint_step_descends_the_huber_loss() -> None:
     from leukosim.calibration.fit import Screening, joint_step
 
     class Line:
-        names, prior_sd_decades = ["car_contraction_rate"], 1e9  # no prior
+        names = ["car_contraction_rate"]
+
+        def prior_sds(self) -> np.ndarray:
+            return np.full(1, 1e9)  # no prior
 
         def __init__(self, huber_z: float | None) -> None:
             self.huber_z = huber_z

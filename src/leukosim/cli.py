@@ -36,6 +36,18 @@ def _fail(message: str) -> NoReturn:
     raise typer.Exit(code=2)
 
 
+def _named_numbers(option: str, what: str, given: list[str]) -> dict[str, float]:
+    """``NAME=NUMBER`` option values as a dict; a located error for any other form."""
+    numbers = {}
+    for item in given:
+        name, _, value = item.partition("=")
+        try:
+            numbers[name.strip()] = float(value)
+        except ValueError:
+            _fail(f"{option}: expected NAME={what} with a number, got {item!r}")
+    return numbers
+
+
 _PARAMETERS_HELP = (f"parameter set: a shipped name ({', '.join(shipped_parameter_sets())}) or a JSON file "
                     f"(default: {DEFAULT} when shipped)")
 
@@ -216,6 +228,10 @@ def calibrate(
     initial: list[str] = typer.Option([], "--initial",
                                       help="NAME=VALUE: start the search at this value of a fitted parameter "
                                            "(repeatable; an initial estimate, as NONMEM's $THETA)"),
+    prior_sds: list[str] = typer.Option([], "--prior-sd",
+                                        help="NAME=DECADES: prior SD of a fitted parameter in log10 decades, in "
+                                             f"place of {CalibrationSettings.prior_sd_decades:g} (repeatable; wider "
+                                             "for a value no source measures, as NONMEM's $PRIOR)"),
     reproduce: str = typer.Option(None, "--reproduce",
                                   help="re-run with the settings recorded in this parameter-set file or shipped set"),
 ) -> None:
@@ -229,23 +245,18 @@ def calibrate(
         except (OSError, KeyError, TypeError, ValueError) as error:
             _fail(f"{reproduce}: no usable calibration settings ({error})")
     else:
-        estimates = {}
-        for given in initial:
-            name, _, value = given.partition("=")
-            try:
-                estimates[name.strip()] = float(value)
-            except ValueError:
-                _fail(f"--initial: expected NAME=VALUE with a number, got {given!r}")
         settings = CalibrationSettings(name=out.stem, n_patients=patients, max_evaluations=evaluations, seed=seed,
                                        start=start, descent_rounds=rounds, final_screen_factor=final_factor,
                                        cohort_oversampling=oversampling, huber_z=huber_z,
                                        initial_step_decades=step, protocols=tuple(protocols),
-                                       parameters=tuple(parameters), hold_start=hold_start, initial=estimates)
+                                       parameters=tuple(parameters), hold_start=hold_start,
+                                       initial=_named_numbers("--initial", "VALUE", initial),
+                                       prior_sd=_named_numbers("--prior-sd", "DECADES", prior_sds))
     try:
         check_settings(settings)
     except SettingsError as error:
         options = {"start": "--start", "protocols": "--protocol", "parameters": "--parameter",
-                   "hold_start": "--hold-start", "initial": "--initial"}
+                   "hold_start": "--hold-start", "initial": "--initial", "prior_sd": "--prior-sd"}
         _fail(f"{options[error.setting]}: {error.message}")
     with console.status("calibrating") as status:
         document = run_calibration(settings, progress=lambda message: status.update(escape(message)))

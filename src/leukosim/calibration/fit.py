@@ -39,7 +39,7 @@ import pandas as pd
 
 from ..io.jsonsafe import json_safe
 from ..model.registry import (
-    CALIBRATABLE, DEFAULT, INDEX, LITERATURE, PARAMETERS, ParameterSetError, literature_parameters,
+    CALIBRATABLE, DEFAULT, INDEX, LITERATURE, PARAMETERS, ParameterSet, ParameterSetError, literature_parameters,
     load_parameter_set, parameter_set_file,
 )
 from ..protocol.load import bundled_protocols, load_protocol
@@ -49,8 +49,9 @@ from .validate import failed_patients
 from ..notice import NOTICE
 
 __all__ = ["CalibrationSettings", "Screening", "SettingsError", "calibrate", "calibration_protocols",
-           "check_initial_estimates", "check_settings", "descend", "joint_step", "screen", "screening_descent",
-           "select_parameters", "settings_from_file", "write_parameter_set"]
+           "check_initial_estimates", "check_prior_sds", "check_settings", "descend", "fit_objective", "joint_step",
+           "recorded_objective", "screen", "screening_descent", "select_parameters", "settings_from_file",
+           "write_parameter_set"]
 
 _DEFAULT_SPAN_DECADES = 3.0
 
@@ -101,6 +102,19 @@ class CalibrationSettings:
     #: initial estimates: values of fitted parameters at which the search starts in place of the start set's,
     #: as NONMEM's $THETA initial estimates (see :func:`check_initial_estimates`)
     initial: dict[str, float] = field(default_factory=dict)
+    #: prior SD (log10 decades) of named fitted parameters in place of ``prior_sd_decades``, as NONMEM's $PRIOR
+    #: (see :func:`check_prior_sds`)
+    prior_sd: dict[str, float] = field(default_factory=dict)
+
+
+def check_prior_sds(prior_sd: dict[str, float], parameters: tuple[str, ...]) -> None:
+    """A prior SD must be for a parameter named to fit and a positive number of decades; ValueError otherwise."""
+    for name, decades in prior_sd.items():
+        if name not in parameters:
+            raise ValueError(f"a prior SD for {name}, which is not fitted (fitted: "
+                             f"{', '.join(parameters) or 'none named'})")
+        if not (math.isfinite(decades) and decades > 0.0):
+            raise ValueError(f"prior SD {name}={decades:g}: expected a positive number of log10 decades")
 
 
 def check_initial_estimates(initial: dict[str, float], parameters: tuple[str, ...]) -> None:
@@ -127,7 +141,8 @@ class SettingsError(ValueError):
 def check_settings(settings: CalibrationSettings) -> None:
     """Raise :class:`SettingsError` for the first setting a calibration cannot start with: a start set that
     does not load, a protocol without calibration targets, a parameter that is not calibratable, ``hold_start``
-    without parameters, an initial estimate :func:`check_initial_estimates` refuses."""
+    without parameters, an initial estimate :func:`check_initial_estimates` or a prior SD :func:`check_prior_sds`
+    refuses."""
     try:
         load_parameter_set(settings.start)
     except ParameterSetError as error:
@@ -146,6 +161,10 @@ def check_settings(settings: CalibrationSettings) -> None:
         check_initial_estimates(settings.initial, settings.parameters)
     except ValueError as error:
         raise SettingsError("initial", str(error)) from None
+    try:
+        check_prior_sds(settings.prior_sd, settings.parameters)
+    except ValueError as error:
+        raise SettingsError("prior_sd", str(error)) from None
 
 
 def calibration_protocols(names: tuple[str, ...] = ()) -> list[Protocol]:
@@ -284,10 +303,10 @@ def joint_step(objective: CalibrationObjective, x0: np.ndarray, screening: Scree
     step = math.log10(factor)
     bounds = np.array([_bounds(name) for name in objective.names])
     low, high = np.maximum(-step, bounds[:, 0] - x0), np.minimum(step, bounds[:, 1] - x0)
-    prior = np.eye(len(x0)) / objective.prior_sd_decades
+    prior_sds = objective.prior_sds()[:len(x0)]
     weight = np.sqrt(huber_weights(screening.residuals, objective.huber_z))[:, None]
-    matrix = np.vstack([weight * screening.jacobian, prior])
-    wanted = -np.concatenate([weight[:, 0] * screening.residuals, x0 / objective.prior_sd_decades])
+    matrix = np.vstack([weight * screening.jacobian, np.diag(1.0 / prior_sds)])
+    wanted = -np.concatenate([weight[:, 0] * screening.residuals, x0 / prior_sds])
     direction = lsq_linear(matrix, wanted, bounds=(low, high)).x
     best_x, best = x0, math.inf
     for fraction in (1.0, 0.5, 0.25):
@@ -339,6 +358,33 @@ def _report_targets(before: pd.DataFrame, after: pd.DataFrame) -> list[dict[str,
     return rows
 
 
+def fit_objective(settings: CalibrationSettings, protocols: list[Protocol], names: list[str], held: list[str],
+                  around: ParameterSet) -> CalibrationObjective:
+    """The objective of a fit of ``names`` with ``held`` kept at their values in ``around`` (the start set, or
+    the result: the two agree on them). The fitted parameters' deviations are measured from their literature
+    values, whatever ``around`` holds."""
+    literature = literature_parameters()
+    base = around.replace(name="held", **{n: literature[n] for n in names}) if held else literature
+    held_decades = tuple(float(np.clip(math.log10(around[n] / literature[n]), *_bounds(n))) for n in held)
+    return CalibrationObjective(protocols, names, settings.n_patients, settings.seed, base=base,
+                                prior_sd_decades=settings.prior_sd_decades,
+                                oversampling=settings.cohort_oversampling, huber_z=settings.huber_z,
+                                held_decades=held_decades, prior_sd=dict(settings.prior_sd))
+
+
+def recorded_objective(source: str | Path) -> tuple[CalibrationObjective, ParameterSet, np.ndarray]:
+    """The objective a recorded calibration (a parameter-set file, or a shipped set by name) minimised, the set
+    it reached and that set's log10 deviations from the literature values of the fitted parameters: the loss
+    there, ``objective.loss(objective.comparison(fitted), decades)``, is the recorded ``loss_calibrated``."""
+    settings = settings_from_file(source)
+    recorded = json.loads(parameter_set_file(source).read_text())["fit"]
+    names, held = list(recorded["fitted_parameters"]), list(recorded["held_parameters"])
+    fitted = load_parameter_set(source)
+    literature = literature_parameters()
+    objective = fit_objective(settings, calibration_protocols(settings.protocols), names, held, fitted)
+    return objective, fitted, np.array([math.log10(fitted[n] / literature[n]) for n in names])
+
+
 def calibrate(settings: CalibrationSettings, progress: Callable[[str], None] | None = None) -> dict[str, object]:
     """Run a calibration and return the parameter-set document (``name``, ``values``, ``settings``, ``fit``)."""
     import cma
@@ -376,12 +422,7 @@ def calibrate(settings: CalibrationSettings, progress: Callable[[str], None] | N
         names += moved
     if not names:
         raise ValueError("no parameter is sensitive enough to fit")
-    # the fitted parameters' deviations are measured from their literature values, whatever the base holds
-    base = start_set.replace(name="held", **{n: literature[n] for n in names}) if held else literature
-    objective = CalibrationObjective(protocols, names, settings.n_patients, settings.seed, base=base,
-                                     prior_sd_decades=settings.prior_sd_decades,
-                                     oversampling=settings.cohort_oversampling, huber_z=settings.huber_z,
-                                     held_decades=tuple(start_decades(held)))
+    objective = fit_objective(settings, protocols, names, held, start_set)
     bounds = np.array([_bounds(name) for name in names])
     x0 = np.array([descended.get(n, d) for n, d in zip(names, start_decades(names))])
     start_loss = objective(x0)
@@ -455,4 +496,5 @@ def settings_from_file(source: str | Path) -> CalibrationSettings:
     recorded.setdefault("cohort_oversampling", 0.0)  # ... and one cohort size for every protocol
     recorded.setdefault("huber_z", None)  # sets calibrated before calibrated-0.14 had the Gaussian loss
     recorded.setdefault("initial", {})  # ... and before calibrated-0.19 no initial estimates
+    recorded.setdefault("prior_sd", {})  # ... and before calibrated-0.21 one prior SD for every parameter
     return CalibrationSettings(**{k: tuple(v) if isinstance(v, list) else v for k, v in recorded.items()})

@@ -5,14 +5,14 @@ Each target contributes the Huber loss of its standardised residual
 z = (simulated - published) / sqrt(s_published² + s_simulated²), where s is the half-width of the 95% interval
 over 1.96 (published: the reference interval of :mod:`leukosim.endpoints.targets`; simulated: the Monte Carlo
 CI): z²/2 up to ``huber_z`` residual SDs, linear beyond (default ``HUBER_Z``). A Gaussian prior on each fitted
-(or held) parameter's log10 deviation from its literature value (SD
-``PRIOR_SD_DECADES``) makes the fit a maximum a posteriori estimate, so parameters the targets cannot identify
+(or held) parameter's log10 deviation from its literature value (SD ``PRIOR_SD_DECADES``, or one given per
+fitted parameter) makes the fit a maximum a posteriori estimate, so parameters the targets cannot identify
 stay at their literature values. Common random numbers: every evaluation simulates the same virtual patients
 (same seed), so the objective changes only through the parameters."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -94,6 +94,9 @@ class CalibrationObjective:
     #: log10 deviations from the literature values of parameters held at values other than the literature ones
     #: in ``base`` (not fitted): their prior penalty is a constant of the loss, kept so losses compare across fits
     held_decades: tuple[float, ...] = ()
+    #: prior SD (log10 decades) of named fitted parameters in place of ``prior_sd_decades``, as NONMEM's $PRIOR:
+    #: wider for a value the literature does not measure
+    prior_sd: dict[str, float] = field(default_factory=dict)
     evaluations: int = 0
 
     def __post_init__(self) -> None:
@@ -101,6 +104,14 @@ class CalibrationObjective:
         unknown = [name for name in self.names if name not in CALIBRATABLE]
         if unknown:
             raise ValueError(f"not calibratable parameters: {', '.join(unknown)}")
+        not_fitted = [name for name in self.prior_sd if name not in self.names]
+        if not_fitted:
+            raise ValueError(f"a prior SD for parameters not fitted: {', '.join(not_fitted)}")
+
+    def prior_sds(self) -> np.ndarray:
+        """Prior SD (log10 decades) of each fitted parameter, then of each held one."""
+        fitted = [self.prior_sd.get(name, self.prior_sd_decades) for name in self.names]
+        return np.array(fitted + [self.prior_sd_decades] * len(self.held_decades))
 
     def parameters(self, decades: np.ndarray, name: str = "candidate") -> ParameterSet:
         """The parameter set at log10 deviations ``decades`` (one per name) from the base values."""
@@ -128,7 +139,7 @@ class CalibrationObjective:
     def loss(self, comparison: pd.DataFrame, decades: np.ndarray) -> float:
         """Data loss plus the prior penalty on the log10 deviations (fitted and held)."""
         deviations = np.concatenate([np.asarray(decades, dtype=float), self.held_decades])
-        return self.data_loss(comparison) + 0.5 * float(np.sum((deviations / self.prior_sd_decades) ** 2))
+        return self.data_loss(comparison) + 0.5 * float(np.sum((deviations / self.prior_sds()) ** 2))
 
     def __call__(self, decades: np.ndarray) -> float:
         self.evaluations += 1
