@@ -44,12 +44,14 @@ from ..model.registry import (
 )
 from ..protocol.load import bundled_protocols, load_protocol
 from ..protocol.schema import Protocol
-from .objective import HUBER_Z, PRIOR_SD_DECADES, CalibrationObjective, huber_weights, target_losses
+from .objective import (
+    HUBER_Z, PRIOR_SD_DECADES, CalibrationObjective, check_prior_sds, huber_weights, target_losses,
+)
 from .validate import failed_patients
 from ..notice import NOTICE
 
 __all__ = ["CalibrationSettings", "Screening", "SettingsError", "calibrate", "calibration_protocols",
-           "check_initial_estimates", "check_prior_sds", "check_settings", "descend", "fit_objective", "joint_step",
+           "check_initial_estimates", "check_settings", "descend", "fit_objective", "joint_step",
            "recorded_objective", "screen", "screening_descent", "select_parameters", "settings_from_file",
            "write_parameter_set"]
 
@@ -105,16 +107,6 @@ class CalibrationSettings:
     #: prior SD (log10 decades) of named fitted parameters in place of ``prior_sd_decades``, as NONMEM's $PRIOR
     #: (see :func:`check_prior_sds`)
     prior_sd: dict[str, float] = field(default_factory=dict)
-
-
-def check_prior_sds(prior_sd: dict[str, float], parameters: tuple[str, ...]) -> None:
-    """A prior SD must be for a parameter named to fit and a positive number of decades; ValueError otherwise."""
-    for name, decades in prior_sd.items():
-        if name not in parameters:
-            raise ValueError(f"a prior SD for {name}, which is not fitted (fitted: "
-                             f"{', '.join(parameters) or 'none named'})")
-        if not (math.isfinite(decades) and decades > 0.0):
-            raise ValueError(f"prior SD {name}={decades:g}: expected a positive number of log10 decades")
 
 
 def check_initial_estimates(initial: dict[str, float], parameters: tuple[str, ...]) -> None:

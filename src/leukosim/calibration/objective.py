@@ -12,6 +12,8 @@ stay at their literature values. Common random numbers: every evaluation simulat
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -21,8 +23,8 @@ from ..model.registry import CALIBRATABLE, ParameterSet, literature_parameters
 from ..protocol.schema import Protocol
 from .validate import failed_patients, validation_table
 
-__all__ = ["CalibrationObjective", "FAILED_PATIENT_LOSS", "HUBER_Z", "PRIOR_SD_DECADES", "huber_weights",
-           "standardised_residuals", "target_loss", "target_losses"]
+__all__ = ["CalibrationObjective", "FAILED_PATIENT_LOSS", "HUBER_Z", "PRIOR_SD_DECADES", "check_prior_sds",
+           "huber_weights", "standardised_residuals", "target_loss", "target_losses"]
 
 PRIOR_SD_DECADES = 0.5  # a factor of 10 away from the literature value is 2 prior SDs
 #: residual (in SDs) beyond which a target's loss grows linearly: a target the model's structure cannot reach
@@ -76,6 +78,16 @@ def huber_weights(z: np.ndarray, huber_z: float | None = HUBER_Z) -> np.ndarray:
     return huber_z / np.maximum(size, huber_z)
 
 
+def check_prior_sds(prior_sd: dict[str, float], fitted: Sequence[str]) -> None:
+    """A prior SD must be for a fitted parameter and a positive number of decades; ValueError otherwise."""
+    for name, decades in prior_sd.items():
+        if name not in fitted:
+            raise ValueError(f"a prior SD for {name}, which is not fitted (fitted: "
+                             f"{', '.join(fitted) or 'none named'})")
+        if not (math.isfinite(decades) and decades > 0.0):
+            raise ValueError(f"prior SD {name}={decades:g}: expected a positive number of log10 decades")
+
+
 @dataclass
 class CalibrationObjective:
     """Objective over ``protocols`` for the calibratable parameters ``names``, evaluated at log10 deviations
@@ -104,9 +116,7 @@ class CalibrationObjective:
         unknown = [name for name in self.names if name not in CALIBRATABLE]
         if unknown:
             raise ValueError(f"not calibratable parameters: {', '.join(unknown)}")
-        not_fitted = [name for name in self.prior_sd if name not in self.names]
-        if not_fitted:
-            raise ValueError(f"a prior SD for parameters not fitted: {', '.join(not_fitted)}")
+        check_prior_sds(self.prior_sd, self.names)
 
     def prior_sds(self) -> np.ndarray:
         """Prior SD (log10 decades) of each fitted parameter, then of each held one."""
