@@ -181,6 +181,12 @@ def _bounds(name: str) -> tuple[float, float]:
             math.log10(high / parameter.value))
 
 
+def _decades(parameters: ParameterSet, names: list[str]) -> np.ndarray:
+    """log10 deviations of ``parameters`` from the literature values at ``names``, within their bounds."""
+    literature = literature_parameters()
+    return np.array([np.clip(math.log10(parameters[n] / literature[n]), *_bounds(n)) for n in names])
+
+
 class Screening(NamedTuple):
     """What one-at-a-time screening at a point learnt (see :func:`screen`)."""
 
@@ -357,11 +363,10 @@ def fit_objective(settings: CalibrationSettings, protocols: list[Protocol], name
     values, whatever ``around`` holds."""
     literature = literature_parameters()
     base = around.replace(name="held", **{n: literature[n] for n in names}) if held else literature
-    held_decades = tuple(float(np.clip(math.log10(around[n] / literature[n]), *_bounds(n))) for n in held)
     return CalibrationObjective(protocols, names, settings.n_patients, settings.seed, base=base,
                                 prior_sd_decades=settings.prior_sd_decades,
                                 oversampling=settings.cohort_oversampling, huber_z=settings.huber_z,
-                                held_decades=held_decades, prior_sd=dict(settings.prior_sd))
+                                held_decades=tuple(_decades(around, held)), prior_sd=dict(settings.prior_sd))
 
 
 def recorded_objective(source: str | Path) -> tuple[CalibrationObjective, ParameterSet, np.ndarray]:
@@ -372,9 +377,8 @@ def recorded_objective(source: str | Path) -> tuple[CalibrationObjective, Parame
     recorded = json.loads(parameter_set_file(source).read_text())["fit"]
     names, held = list(recorded["fitted_parameters"]), list(recorded["held_parameters"])
     fitted = load_parameter_set(source)
-    literature = literature_parameters()
     objective = fit_objective(settings, calibration_protocols(settings.protocols), names, held, fitted)
-    return objective, fitted, np.array([math.log10(fitted[n] / literature[n]) for n in names])
+    return objective, fitted, _decades(fitted, names)
 
 
 def calibrate(settings: CalibrationSettings, progress: Callable[[str], None] | None = None) -> dict[str, object]:
@@ -390,17 +394,11 @@ def calibrate(settings: CalibrationSettings, progress: Callable[[str], None] | N
     literature = literature_parameters()
     start_set = load_parameter_set(settings.start).replace(**settings.initial)
 
-    def start_decades(chosen: list[str]) -> np.ndarray:
-        """log10 deviations of the start set from the literature values, within the bounds."""
-        return np.array([np.clip(math.log10(start_set[n] / literature[n]), *_bounds(n)) for n in chosen])
-
     screening: pd.DataFrame | None = None
     descended: dict[str, float] = {}
     if not names:
-        screener = CalibrationObjective(protocols, calibratable, settings.n_patients, settings.seed,
-                                        prior_sd_decades=settings.prior_sd_decades,
-                                        oversampling=settings.cohort_oversampling, huber_z=settings.huber_z)
-        origin = start_decades(calibratable)
+        screener = fit_objective(settings, protocols, calibratable, [], start_set)
+        origin = _decades(start_set, calibratable)
         point, screened = descend(screener, origin, settings.screen_factor, settings.final_screen_factor,
                                   settings.descent_rounds, progress, settings.joint_steps)
         screening = screened.table
@@ -416,7 +414,7 @@ def calibrate(settings: CalibrationSettings, progress: Callable[[str], None] | N
         raise ValueError("no parameter is sensitive enough to fit")
     objective = fit_objective(settings, protocols, names, held, start_set)
     bounds = np.array([_bounds(name) for name in names])
-    x0 = np.array([descended.get(n, d) for n, d in zip(names, start_decades(names))])
+    x0 = np.array([descended.get(n, d) for n, d in zip(names, _decades(start_set, names))])
     start_loss = objective(x0)
     strategy = cma.CMAEvolutionStrategy(x0, settings.initial_step_decades, {
         "bounds": [list(bounds[:, 0]), list(bounds[:, 1])], "seed": settings.optimiser_seed,
