@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import replace
+from dataclasses import asdict, replace
 
 import numpy as np
 import pandas as pd
@@ -190,6 +190,21 @@ def test_calibrate_names_a_bad_parameter_choice(tmp_path) -> None:
         calibrate(replace(SMALL, parameters=(), hold_start=True))
     with pytest.raises(SettingsError, match="parameters: not calibratable: il6_baseline"):
         calibrate(replace(SMALL, parameters=("il6_baseline",)))
+
+
+def test_calibrate_reproduce_locates_a_bad_recorded_setting(tmp_path) -> None:
+    """A recorded setting a run cannot start with is named by file and field, not as a command-line option."""
+    for setting, value, message in (("base", "calibrated-0.22", "expected 'literature-0.1'"),
+                                    ("parameters", ["il6_baseline"], "not calibratable: il6_baseline")):
+        settings = {**asdict(SMALL), setting: value}
+        path = tmp_path / f"{setting}.json"
+        path.write_text(json.dumps({"name": "bad", "values": {}, "settings": settings}))
+        outcome = CliRunner().invoke(app, ["calibrate", "-o", str(tmp_path / "x.json"), "--reproduce", str(path)])
+        assert outcome.exit_code == 2, outcome.output
+        output = " ".join(outcome.output.split())  # undo the console's line wrapping
+        assert f"settings.{setting}" in output and message in output and "--parameter" not in output
+    with pytest.raises(SettingsError, match="base: expected"):
+        calibrate(replace(SMALL, base="calibrated-0.22"))
 
 
 def test_calibrate_cli_records_its_search_settings_and_reproduces_them(tmp_path) -> None:

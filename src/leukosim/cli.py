@@ -255,6 +255,8 @@ def calibrate(
     try:
         check_settings(settings)
     except SettingsError as error:
+        if reproduce is not None:  # a recorded setting: name the file and the field
+            _fail(f"{reproduce}: settings.{error.setting}: {error.message}")
         options = {"start": "--start", "protocols": "--protocol", "parameters": "--parameter",
                    "hold_start": "--hold-start", "initial": "--initial", "prior_sd": "--prior-sd"}
         _fail(f"{options[error.setting]}: {error.message}")

@@ -131,10 +131,14 @@ class SettingsError(ValueError):
 
 
 def check_settings(settings: CalibrationSettings) -> None:
-    """Raise :class:`SettingsError` for the first setting a calibration cannot start with: a start set that
-    does not load, a protocol without calibration targets, a parameter that is not calibratable, ``hold_start``
+    """Raise :class:`SettingsError` for the first setting a calibration cannot start with: a base other than the
+    literature set (the prior is centred on it), a start set that does not load, a protocol without calibration
+    targets, a parameter that is not calibratable, ``hold_start``
     without parameters, an initial estimate :func:`check_initial_estimates` or a prior SD :func:`check_prior_sds`
     refuses."""
+    if settings.base != LITERATURE:
+        raise SettingsError("base", f"expected {LITERATURE!r} (calibration measures every parameter from the "
+                                    f"literature values), got {settings.base!r}")
     try:
         load_parameter_set(settings.start)
     except ParameterSetError as error:
@@ -385,8 +389,6 @@ def calibrate(settings: CalibrationSettings, progress: Callable[[str], None] | N
     """Run a calibration and return the parameter-set document (``name``, ``values``, ``settings``, ``fit``)."""
     import cma
 
-    if settings.base != LITERATURE:
-        raise ValueError("calibration starts from the literature set")
     check_settings(settings)
     protocols = calibration_protocols(settings.protocols)
     calibratable = list(CALIBRATABLE)
