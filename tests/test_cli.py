@@ -28,7 +28,8 @@ from leukosim.cli import app
 from leukosim.model.registry import PARAMETERS
 from leukosim.protocol.load import protocol_hash, protocol_json_schema
 
-BUNDLED = ["aall1331", "aall1621", "aieop-bfm-2000", "all-rez-bfm-87", "blina-rr-peds", "chop-ctl019", "eliana"]
+BUNDLED = ["aall1331", "aall1621", "aieop-bfm-2000", "all-rez-bfm-87", "blina-rr-peds", "chop-ctl019", "eliana",
+           "ino-vate"]
 REQUIRED_COLUMNS = [
     "patient_id", "arm", "age_years", "weight_kg", "bsa_m2", "status", "best_response", "crs_max_grade",
     "icans_max_grade", "efs_days", "efs_event", "efs_event_type", "os_days", "os_event", "relapse_phenotype",
@@ -76,8 +77,8 @@ BAD_INPUTS = [
     pytest.param(_set("arms", 0, "phases", 0, "drugs", 0, "dose", value=-30),  # fludarabine
                  "arms[0].phases[0].drugs[0].dose",
                  "expected a dose > 0, got -30", id="negative-dose"),
-    pytest.param(_set("population", "age_years", value={"distribution": "uniform", "range": [3, 45]}),
-                 "population.age_years.range", "expected age_years within [0, 30], got [3, 45]",
+    pytest.param(_set("population", "age_years", value={"distribution": "uniform", "range": [3, 95]}),
+                 "population.age_years.range", "expected age_years within [0, 90], got [3, 95]",
                  id="age-range-beyond-30"),
     pytest.param(_set("population", "age_years", value={"distribution": "uniform", "range": [24, 3]}),
                  "population.age_years.range", "expected range [low, high] with low < high, got [24, 3]",

@@ -10,6 +10,7 @@ from scipy.special import logit
 
 from leukosim import load_protocol, simulate_trial
 from leukosim.engine.simulate import post_progression_survival
+from leukosim.model.disease import marrow_cellularity
 from leukosim.model.latent import CD22_PARTIAL_LOW_SHARE
 from leukosim.model.layout import D
 from leukosim.model.registry import INDEX, PARAMETERS, default_parameters
@@ -326,6 +327,31 @@ def test_disease_stage_and_transplant_access_draws() -> None:
     # the access quantile is uniform on (0, 1) (Kolmogorov-Smirnov) and shared by the same patient id
     assert stats.kstest(relapsed.hsct_access_quantile, "uniform").pvalue > 1e-3
     np.testing.assert_array_equal(relapsed.hsct_access_quantile, first_line.hsct_access_quantile)
+
+
+def test_adults_have_more_transplant_mortality_and_less_cure_after_progression_children_none() -> None:
+    """Above 18 y the TRM hazard is multiplied by (age / 18)^trm_adult_age_exponent and the post-progression cure
+    fractions divided by (age / 18)^post_progression_cure_adult_age_exponent; below it neither moves."""
+    values = default_parameters().replace(trm_adult_age_exponent=1.5, post_progression_cure_adult_age_exponent=2.0,
+                                          trm_hazard=0.002, post_progression_cure_relapsed=0.2)
+    ages = {"distribution": "uniform", "range": [2.0, 75.0]}
+    covariates = draw_covariates(make_population(age_years=ages), 3, np.arange(400), values)
+    p = individual_parameters(values, covariates, 3)
+    age = covariates.age_years
+    adult = age > 18.0
+    assert 50 < adult.sum() < 400
+    trm = p[:, INDEX["trm_hazard"]] / np.exp(random_effects(covariates, 3)[:, INDEX["trm_hazard"]])
+    np.testing.assert_allclose(trm[~adult], 0.002)
+    np.testing.assert_allclose(trm[adult], 0.002 * (age[adult] / 18.0) ** 1.5)
+    cure = p[:, INDEX["post_progression_cure_relapsed"]]
+    np.testing.assert_allclose(cure[~adult], 0.2)
+    np.testing.assert_allclose(cure[adult], 0.2 / (age[adult] / 18.0) ** 2.0)
+
+
+def test_marrow_cellularity_falls_with_age_into_adulthood() -> None:
+    """Pediatric series, then Hartsock's adult values: 50% at 30-69 y, 29% at 70-79 y."""
+    np.testing.assert_allclose(marrow_cellularity(np.array([1.0, 3.0, 7.0, 15.0, 25.0, 45.0, 72.0])),
+                               [0.798, 0.686, 0.591, 0.60, 0.60, 0.50, 0.29])
 
 
 def test_relapsed_disease_chemosensitivity_is_scaled_by_the_registry_factor() -> None:

@@ -27,7 +27,8 @@ from leukosim.protocol.load import (
 from leukosim.protocol.schedule import compile_phase
 from leukosim.protocol.schema import Protocol
 
-BUNDLED = ["aall1331", "aall1621", "aieop-bfm-2000", "all-rez-bfm-87", "blina-rr-peds", "chop-ctl019", "eliana"]
+BUNDLED = ["aall1331", "aall1621", "aieop-bfm-2000", "all-rez-bfm-87", "blina-rr-peds", "chop-ctl019", "eliana",
+           "ino-vate"]
 
 # A small valid protocol; each bad-input test changes one thing in it.
 MINIMAL = """\
@@ -268,8 +269,8 @@ def test_negative_dose(tmp_path: Path) -> None:
     ("age_range", "expected"),
     [
         ("[10, 5]", "expected range [low, high] with low < high, got [10, 5]"),
-        ("[-1, 5]", "expected age_years within [0, 30], got [-1, 5]"),
-        ("[1, 40]", "expected age_years within [0, 30], got [1, 40]"),
+        ("[-1, 5]", "expected age_years within [0, 90], got [-1, 5]"),
+        ("[1, 95]", "expected age_years within [0, 90], got [1, 95]"),
     ],
 )
 def test_impossible_age_range(tmp_path: Path, age_range: str, expected: str) -> None:

@@ -104,9 +104,12 @@ PARAMETERS = (
 
 def marrow_cellularity(age_years: np.ndarray) -> np.ndarray:
     """Fraction of marrow space that is cellular, by age (pediatric iliac-crest series: 79.8% <2 y,
-    68.6% 2-4 y, 59.1% 5-9 y, ~60% 10-18 y; 'Pediatric Bone Marrow Cellularity', scilit abstract [P])."""
+    68.6% 2-4 y, 59.1% 5-9 y, ~60% 10-18 y; 'Pediatric Bone Marrow Cellularity', scilit abstract [P]; adults:
+    50% at 30-69 y, 29% at 70-79 y, Hartsock 1965 Am J Clin Pathol 43:326 as summarised by PathologyOutlines,
+    'Bone marrow: age related changes' [S])."""
     age = np.asarray(age_years, dtype=np.float64)
-    return np.select([age < 2, age < 5, age < 10], [0.798, 0.686, 0.591], default=0.60)
+    return np.select([age < 2, age < 5, age < 10, age < 30, age < 70], [0.798, 0.686, 0.591, 0.60, 0.50],
+                     default=0.29)
 
 
 @numba.njit(cache=True, inline="always", error_model="numpy")

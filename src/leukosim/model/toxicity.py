@@ -76,6 +76,11 @@ PARAMETERS = (
               "after relapse from frontline therapy (S66, calibration_targets.md) [S]", True,
               "fraction of patients who relapse from first-line therapy that salvage therapy (second-line "
               "chemotherapy, transplant) cures: never die of leukemia", bounds=(0.1, 0.6)),
+    Parameter("post_progression_cure_adult_age_exponent", 1.18, "-", "[D] adults after relapse (MRC UKALL12/"
+              "ECOG 2993, 609 patients): 5-year OS 12% under 20 y, 3% over 50 y (Fielding, Blood 2007;109:944, "
+              "abstract [P]); (55 / 17)^-1.18 = 1/4; the power form is an assumption [U]", True,
+              "power of age / 18 y dividing the post-progression cure fractions above 18 y (children: no age "
+              "effect)", bounds=(0.0, 4.0)),
     Parameter("post_progression_cure_relapsed", 0.05, "-", "assumption [U]: median OS 11.9 months after relapse "
               "following CAR-T (Lamble 2023) [P] leaves few long-term survivors", True,
               "fraction of patients who relapse from, or are refractory to, therapy for relapsed disease that "

@@ -10,7 +10,9 @@ references maintained in the ``rcpchgrowth`` package (RCPCH, https://github.com/
 - ``"uk-who"``: UK-WHO, i.e. the WHO 2006 standard from 2 weeks to 4 y and UK90 (Cole, Freeman & Preece,
   Stat Med 1998;17:407) from 4 to 20 y.
 
-Weight is BMI times height squared, so a child's height SDS and BMI SDS are the two independent draws.
+Weight is BMI times height squared, so a child's height SDS and BMI SDS are the two independent draws. The
+references end at 20 y: an older patient takes the height and BMI of a 20-year-old (adult height; the BMI of
+middle age is a few kg/m2 higher, so an adult's weight and BSA are somewhat low).
 """
 
 from __future__ import annotations

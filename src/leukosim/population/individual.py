@@ -17,6 +17,9 @@ __all__ = ["IIV_OMEGA", "individual_parameters", "lean_body_mass_kg", "latent_ef
 
 #: PB blasts relative to marrow blast fraction x WBC (assumption [U]) for the inotuzumab kdes covariate.
 _PB_BLAST_SHARE = 0.5
+#: Age (y) above which the adult covariate effects apply: TRM hazard x (age / 18)^``trm_adult_age_exponent``,
+#: post-progression cure fractions / (age / 18)^``post_progression_cure_adult_age_exponent``.
+ADULT_AGE_YEARS = 18.0
 #: SD of each registry parameter's log-normal random effect eta (omega = sqrt(ln(1 + cv^2)); 0: no variability).
 IIV_OMEGA: NDArray[np.float64] = np.array([np.sqrt(np.log1p(p.iiv_cv**2)) for p in PARAMETERS])
 
@@ -92,7 +95,8 @@ def parameters_from_etas(parameters: ParameterSet, covariates: Covariates, etas:
     """Per-patient parameter matrix (patients x ``layout.N_PATIENT``) for given random effects ``etas``
     (patients x registry parameters, log scale): value = typical x exp(eta) for each registry parameter with
     ``iiv_cv`` > 0 (other columns of ``etas`` are ignored; relapsed disease grows
-    ``leukemia_growth_relapsed_factor`` times faster), then the derived quantities named in
+    ``leukemia_growth_relapsed_factor`` times faster; adults have the covariate effects of ``ADULT_AGE_YEARS``),
+    then the derived quantities named in
     ``layout.DERIVED_NAMES``. CRS/ICANS susceptibilities, the leukemia's sensitivity to T-cell killing, whether
     it resists that killing (``t_cell_resistant_fraction``: its sensitivity is multiplied by
     ``t_cell_resistant_kill_factor`` and the CAR-T exhaustion rate by ``t_cell_resistant_car_exhaustion_factor``),
@@ -109,6 +113,10 @@ def parameters_from_etas(parameters: ParameterSet, covariates: Covariates, etas:
         out[:, index] = typical[index] * np.exp(etas[:, index]) if IIV_OMEGA[index] > 0.0 else typical[index]
     relapsed = covariates.relapsed
     out[:, INDEX["leukemia_net_growth"]] *= _stage_factor(relapsed, parameters["leukemia_growth_relapsed_factor"])
+    adult_age = np.maximum(covariates.age_years / ADULT_AGE_YEARS, 1.0)  # 1 for children
+    out[:, INDEX["trm_hazard"]] *= adult_age ** parameters["trm_adult_age_exponent"]
+    for cure in ("post_progression_cure_newly_diagnosed", "post_progression_cure_relapsed"):
+        out[:, INDEX[cure]] /= adult_age ** parameters["post_progression_cure_adult_age_exponent"]
 
     def value(name: str) -> NDArray[np.float64]:
         return out[:, INDEX[name]]

@@ -15,6 +15,7 @@ from pydantic_core import PydanticCustomError
 __all__ = [
     "Distribution",
     "LATENT_LIMITS",
+    "MAX_AGE_YEARS",
     "Population",
     "Quantity",
     "WeightBand",
@@ -141,6 +142,9 @@ def _within(name: str, dist: Distribution, low: float, high: float) -> None:
                        name, *where)
 
 
+#: Oldest age a population may hold (y). Above 20 y, height and BMI are those of a 20-year-old
+#: (``population/body_size.py``); adult populations, such as INO-VATE's, are calibration arms for the drugs.
+MAX_AGE_YEARS = 90.0
 #: Disease stages whose chemosensitivity is scaled by the registry's ``chemosensitivity_relapsed``.
 RELAPSED_DISEASE = ("first_relapse", "relapsed_refractory")
 
@@ -177,7 +181,7 @@ class Population(StrictModel):
 
     @model_validator(mode="after")
     def _check_ranges(self) -> Population:
-        _within("age_years", self.age_years, 0.0, 30.0)
+        _within("age_years", self.age_years, 0.0, MAX_AGE_YEARS)
         _within("marrow_blasts_percent", self.marrow_blasts_percent, 0.0, 100.0)
         _within("wbc_per_uL", self.wbc_per_uL, 0.0, 1.0e6)
         for name, high in LATENT_LIMITS.items():
