@@ -25,7 +25,7 @@ __all__ = ["PARAMETERS", "INDEX", "CALIBRATABLE", "ParameterSet", "ParameterSetE
 
 LITERATURE = "literature-0.1"
 #: The shipped calibrated set (``leukosim/parameter_sets/<DEFAULT>.json``); the default when present.
-DEFAULT = "calibrated-0.22"
+DEFAULT = "calibrated-0.23"
 
 #: Mechanism order is fixed: appending a mechanism never moves existing indices.
 PARAMETERS: tuple[Parameter, ...] = (
