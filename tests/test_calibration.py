@@ -267,6 +267,25 @@ def test_literature_set_is_always_available() -> None:
     assert load_parameter_set(LITERATURE).values == tuple(p.value for p in PARAMETERS)
 
 
+def test_out_of_sample_targets_are_scored_apart_and_never_fitted() -> None:
+    """A protocol whose targets are all predictions is no calibration protocol; validation scores its targets in
+    their own row, which the calibration rows do not count."""
+    registry = leukosim.load_protocol("cibmtr-tisagenlecleucel")
+    assert registry.name not in {p.name for p in calibration_protocols()}
+    with pytest.raises(ValueError, match="no bundled protocol with calibration targets"):
+        calibration_protocols(("cibmtr-tisagenlecleucel",))
+    table = validation_table(n_patients=60, seed=2, protocols=[registry, leukosim.load_protocol("chop-ctl019")],
+                             oversampling=0.0)
+    hits = hit_fractions(table).set_index("therapy_class")
+    predictions = hits.loc["out of sample (predictions)"]
+    assert predictions["targets"] == len(registry.targets) == 4
+    assert predictions["hits"] == int(table.loc[table["out_of_sample"], "hit"].fillna(False).sum())
+    assert hits.loc["overall (calibration targets)", "targets"] == int(table["calibrate"].sum())
+    records = validation_records(table)
+    assert {r["out_of_sample"] for r in records if r["protocol"] == registry.name} == {True}
+    assert not any(r["out_of_sample"] for r in records if r["protocol"] == "chop-ctl019")
+
+
 def test_validation_table_and_records() -> None:
     protocols = [leukosim.load_protocol("aall1331"), leukosim.load_protocol("eliana")]
     table = validation_table(n_patients=60, seed=2, protocols=protocols)

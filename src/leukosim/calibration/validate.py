@@ -87,13 +87,13 @@ def _interval(low: float, high: float) -> list[float] | None:
 def validation_records(table: pd.DataFrame) -> list[dict[str, object]]:
     """The table as JSON-ready records with the keys protocol, target, published, published_ci (the reference
     interval), simulated, simulated_ci, hit (None where there is no interval), plus arm, therapy_class,
-    reference_kind, n_simulated and source."""
+    reference_kind, n_simulated, calibrate, out_of_sample and source."""
     return [{"protocol": row.protocol, "target": row.target, "arm": row.arm, "therapy_class": row.therapy_class,
              "published": float(row.published), "published_ci": _interval(row.reference_low, row.reference_high),
              "reference_kind": row.reference_kind, "simulated": json_safe(float(row.simulated)),
              "simulated_ci": _interval(row.simulated_ci_low, row.simulated_ci_high),
              "n_simulated": int(row.n_simulated), "hit": None if pd.isna(row.hit) else bool(row.hit),
-             "source": row.source}
+             "calibrate": bool(row.calibrate), "out_of_sample": bool(row.out_of_sample), "source": row.source}
             for row in table.itertuples()]
 
 
@@ -104,11 +104,13 @@ def failed_patients(table: pd.DataFrame) -> pd.Series:
 
 def hit_fractions(table: pd.DataFrame) -> pd.DataFrame:
     """Hits among calibration targets (``calibrate`` true) with a reference interval, per therapy class and
-    overall, then overall among all targets (fitted or not). Columns: therapy_class, targets, with_interval,
-    hits, hit_fraction."""
+    overall, then among the out-of-sample targets (predictions, never fitted) and overall among all targets.
+    Columns: therapy_class, targets, with_interval, hits, hit_fraction."""
     judged = table.assign(judged=table["hit"].notna(), won=table["hit"].fillna(False).astype(bool))
     calibration = judged[judged["calibrate"].astype(bool)]
+    predictions = judged[judged["out_of_sample"].astype(bool)]
     groups = [*calibration.groupby("therapy_class", sort=True), ("overall (calibration targets)", calibration),
+              *([("out of sample (predictions)", predictions)] if len(predictions) else []),
               ("overall (all targets)", judged)]
     rows = []
     for label, group in groups:

@@ -614,7 +614,8 @@ class Target(StrictModel):
     mean's or ratio's: SD of the log values, e.g. sqrt(omega^2) of a population model) with ``n`` give a
     quantity its reference interval when no CI is published. ``calibrate: false`` shows a target without
     fitting to it (scale or definition differs from the simulator's, or the source is secondary); the reason
-    belongs in ``definition``."""
+    belongs in ``definition``. ``out_of_sample: true`` (with ``calibrate: false``) marks a prediction: a published
+    result outside the calibration set, which validation scores on its own."""
 
     endpoint: TargetEndpoint
     arm: str | None = None
@@ -629,6 +630,7 @@ class Target(StrictModel):
     sd: float | None = Field(default=None, gt=0)
     log_sd: float | None = Field(default=None, gt=0)
     calibrate: bool = True
+    out_of_sample: bool = False
     definition: str = ""
     source: str
 
@@ -656,6 +658,9 @@ class Target(StrictModel):
                                f"({', '.join(_SPREAD_ENDPOINTS)}), got it for {self.endpoint}", name)
         if self.sd is not None and self.log_sd is not None:
             raise _invalid("expected sd (of a mean) or log_sd (of a geometric mean), not both", "log_sd")
+        if self.out_of_sample and self.calibrate:
+            raise _invalid("expected calibrate: false with out_of_sample: true (a prediction is never fitted)",
+                           "calibrate")
         return self
 
 
