@@ -95,8 +95,8 @@ def parameters_from_etas(parameters: ParameterSet, covariates: Covariates, etas:
     """Per-patient parameter matrix (patients x ``layout.N_PATIENT``) for given random effects ``etas``
     (patients x registry parameters, log scale): value = typical x exp(eta) for each registry parameter with
     ``iiv_cv`` > 0 (other columns of ``etas`` are ignored; relapsed disease grows
-    ``leukemia_growth_relapsed_factor`` times faster; adults have the covariate effects of ``ADULT_AGE_YEARS``),
-    then the derived quantities named in
+    ``leukemia_growth_relapsed_factor`` times faster; above ``ADULT_AGE_YEARS`` the TRM hazard and the
+    post-progression cure fractions carry their age powers), then the derived quantities named in
     ``layout.DERIVED_NAMES``. CRS/ICANS susceptibilities, the leukemia's sensitivity to T-cell killing, whether
     it resists that killing (``t_cell_resistant_fraction``: its sensitivity is multiplied by
     ``t_cell_resistant_kill_factor`` and the CAR-T exhaustion rate by ``t_cell_resistant_car_exhaustion_factor``),
