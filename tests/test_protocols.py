@@ -27,8 +27,8 @@ from leukosim.protocol.load import (
 from leukosim.protocol.schedule import compile_phase
 from leukosim.protocol.schema import Protocol
 
-BUNDLED = ["aall1331", "aall1621", "aieop-bfm-2000", "all-rez-bfm-87", "blina-rr-peds", "chop-ctl019",
-           "cibmtr-tisagenlecleucel", "eliana", "ino-vate"]
+BUNDLED = ["aall1331", "aall1621", "aieop-bfm-2000", "all-rez-bfm-87", "blina-hr-first-relapse", "blina-rr-peds",
+           "chop-ctl019", "cibmtr-tisagenlecleucel", "eliana", "ino-vate"]
 
 # A small valid protocol; each bad-input test changes one thing in it.
 MINIMAL = """\

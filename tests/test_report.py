@@ -285,8 +285,8 @@ def test_target_values_are_validated_by_kind() -> None:
         Target(endpoint="cr_or_cri", value=0.8, n=50, out_of_sample=True, source="t")
 
 
-@pytest.mark.parametrize("name", ["aall1331", "aall1621", "aieop-bfm-2000", "all-rez-bfm-87", "blina-rr-peds",
-                                  "chop-ctl019", "cibmtr-tisagenlecleucel", "eliana", "ino-vate"])
+@pytest.mark.parametrize("name", ["aall1331", "aall1621", "aieop-bfm-2000", "all-rez-bfm-87", "blina-hr-first-relapse",
+                                  "blina-rr-peds", "chop-ctl019", "cibmtr-tisagenlecleucel", "eliana", "ino-vate"])
 def test_every_bundled_target_evaluates(name: str) -> None:
     """50 patients simulate without failures, and every target has a simulated value (a median may be not
     reached: +inf) or an explicit reason why not."""
