@@ -326,6 +326,7 @@ def test_validate_command_writes_json_and_html(tmp_path) -> None:
     records = json.loads(out.read_text())
     assert {r["protocol"] for r in records} >= {"eliana", "aall1331", "aall1621", "blina-rr-peds", "aieop-bfm-2000"}
     assert "Research use only" in page.read_text()
+    assert "<td>prediction</td>" in page.read_text() and "out of sample (predictions)" in outcome.output
 
 
 def test_run_rejects_an_unknown_parameter_set(tmp_path) -> None:
