@@ -240,3 +240,23 @@ def test_car_t_kills_release_il6_and_blinatumomab_kills_do_not() -> None:
     car = p.copy()
     car[INDEX["car_kill_max"]] *= 10.0
     assert rates_and_il6(car, 2.0)[1] > rates_and_il6(p, 2.0)[1] + 1.0
+
+
+def test_adults_given_the_same_inotuzumab_protocol_die_more_after_transplant_and_survive_less() -> None:
+    """INO-VATE's protocol in children (6-12 y) and in adults (40-60 y), same seed: above 18 y transplant-related
+    mortality rises and cure after progression falls with age, so adults die of the transplant more often and
+    their 2-year OS is lower; response to inotuzumab itself barely differs (within 10 points)."""
+    protocol = leukosim.load_protocol("ino-vate")
+    cohorts = {}
+    for name, ages in {"children": (6.0, 12.0), "adults": (40.0, 60.0)}.items():
+        population = protocol.population.model_copy(
+            update={"age_years": Distribution(distribution="uniform", range=ages)})
+        cohorts[name] = _ok(leukosim.simulate_trial(protocol.model_copy(update={"population": population}), N,
+                                                    seed=9, trajectory_patients=0).patients)
+    transplant_deaths = {name: (cohort["death_cause"] == "transplant").mean() for name, cohort in cohorts.items()}
+    os2 = {name: survival_table(cohort, "os", [24]).query("statistic == 'survival'")["estimate"].iloc[0]
+           for name, cohort in cohorts.items()}
+    responders = {name: cohort["best_response"].isin(RESPONDER).mean() for name, cohort in cohorts.items()}
+    assert transplant_deaths["adults"] > transplant_deaths["children"] + 0.03
+    assert os2["adults"] < os2["children"] - 0.1
+    assert abs(responders["adults"] - responders["children"]) < 0.1
