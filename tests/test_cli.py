@@ -26,10 +26,9 @@ import leukosim
 from leukosim import ProtocolError, default_parameters, load_protocol
 from leukosim.cli import app
 from leukosim.model.registry import PARAMETERS
-from leukosim.protocol.load import protocol_hash, protocol_json_schema
+from leukosim.protocol.load import bundled_protocols, protocol_hash, protocol_json_schema
 
-BUNDLED = ["aall1331", "aall1621", "aieop-bfm-2000", "all-rez-bfm-87", "blina-hr-first-relapse", "blina-rr-peds",
-           "chop-ctl019", "cibmtr-tisagenlecleucel", "eliana", "ino-vate"]
+BUNDLED = bundled_protocols()  # the literal list is pinned in test_protocols.py
 REQUIRED_COLUMNS = [
     "patient_id", "arm", "age_years", "weight_kg", "bsa_m2", "status", "best_response", "crs_max_grade",
     "icans_max_grade", "efs_days", "efs_event", "efs_event_type", "os_days", "os_event", "relapse_phenotype",

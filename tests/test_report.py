@@ -16,7 +16,7 @@ import leukosim
 from leukosim.endpoints.outcomes import mrd_column, response_column
 from leukosim.endpoints.targets import compare_targets, evaluate_target, group_members
 from leukosim.io.rundir import SUMMARY, TRAJECTORIES, read_run, write_run
-from leukosim.protocol.load import load_protocol
+from leukosim.protocol.load import bundled_protocols, load_protocol
 from leukosim.protocol.schema import Target
 from leukosim.report import REPORT, write_report
 
@@ -285,8 +285,7 @@ def test_target_values_are_validated_by_kind() -> None:
         Target(endpoint="cr_or_cri", value=0.8, n=50, out_of_sample=True, source="t")
 
 
-@pytest.mark.parametrize("name", ["aall1331", "aall1621", "aieop-bfm-2000", "all-rez-bfm-87", "blina-hr-first-relapse",
-                                  "blina-rr-peds", "chop-ctl019", "cibmtr-tisagenlecleucel", "eliana", "ino-vate"])
+@pytest.mark.parametrize("name", bundled_protocols())
 def test_every_bundled_target_evaluates(name: str) -> None:
     """50 patients simulate without failures, and every target has a simulated value (a median may be not
     reached: +inf) or an explicit reason why not."""

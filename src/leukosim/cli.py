@@ -166,7 +166,7 @@ def validate(
         shown.add_column(column, overflow="fold")
     for row in table.itertuples():
         verdict = "-" if row.hit is None or row.hit is pd.NA else ("[green]hit[/]" if row.hit else "[red]miss[/]")
-        verdict += "" if row.calibrate else (" [dim](prediction)[/]" if row.out_of_sample else " [dim](not fitted)[/]")
+        verdict += "" if row.role == "calibration" else f" [dim]({row.role})[/]"
         shown.add_row(row.protocol, str(row.arm or ""), escape(row.target), f"{row.published:.3g}",
                       f"{row.reference_low:.3g}-{row.reference_high:.3g}", f"{row.simulated:.3g}",
                       f"{row.simulated_ci_low:.3g}-{row.simulated_ci_high:.3g}", verdict)

@@ -34,7 +34,7 @@ __all__ = ["compare_targets", "evaluate_target", "group_members", "target_label"
 TARGET_COLUMNS = ("target", "arm", "endpoint", "published", "published_ci_low", "published_ci_high",
                   "reference_low", "reference_high", "reference_kind", "simulated", "simulated_ci_low",
                   "simulated_ci_high", "n_simulated",
-                  "hit", "na_reason", "calibrate", "out_of_sample", "definition", "source")
+                  "hit", "na_reason", "calibrate", "out_of_sample", "role", "definition", "source")
 _CD19_NEGATIVE = tuple(name for name, positive in zip(RELAPSE_PHENOTYPES, CD19_POSITIVE) if not positive)
 _FIRST_EVENT = {"first_event_relapse": "relapse", "first_event_death": "death",
                 "first_event_no_response": "no_response"}
@@ -313,7 +313,8 @@ def compare_targets(protocol: Protocol, patients: pd.DataFrame) -> pd.DataFrame:
                      "reference_low": low, "reference_high": high, "reference_kind": kind,
                      "simulated": simulated, "simulated_ci_low": sim_low, "simulated_ci_high": sim_high,
                      "n_simulated": n, "hit": verdict, "na_reason": reason, "calibrate": target.calibrate,
-                     "out_of_sample": target.out_of_sample, "definition": target.definition, "source": target.source})
+                     "out_of_sample": target.out_of_sample, "role": target.role, "definition": target.definition,
+                     "source": target.source})
     table = pd.DataFrame(rows, columns=list(TARGET_COLUMNS))
     table["hit"] = table["hit"].astype("boolean")
     return table

@@ -21,10 +21,10 @@ PARAMETERS = (
               "time constant of GVL onset"),
     Parameter("trm_hazard", 0.0013, "1/day", "[D] assumption: ~12% TRM at 1 y in pediatric ALL [U]", True,
               "initial transplant-related mortality hazard", iiv_cv=0.5),
-    Parameter("trm_adult_age_exponent", 1.0, "-", "assumption [U] on the form and value: adult non-relapse "
-              "mortality after an allograft for ALL is about twice the pediatric; direction: adolescents and young "
-              "adults (13-30 y) had a 1-year TRM hazard ratio of 2.23 (1.01-4.90) against children under 13 after "
-              "myeloablative allografts for B-ALL (PMC3530019 abstract [P])", True,
+    Parameter("trm_adult_age_exponent", 1.0, "-", "assumption [U] on the form and value (1: the TRM hazard doubles "
+              "from 18 to 36 y); direction: adolescents and young adults (13-30 y) had a 1-year TRM hazard ratio of "
+              "2.23 (1.01-4.90) against children under 13 after myeloablative allografts for B-ALL (PMC3530019 "
+              "abstract [P])", True,
               "power of age / 18 y on the TRM hazard above 18 y (children: no age effect)", bounds=(0.0, 3.0)),
     Parameter("trm_decay_days", 100.0, "day", "assumption [U]", True, "time constant of TRM hazard decay"),
     Parameter("trm_second_transplant_factor", 2.0, "-", "assumption: second allograft carries higher TRM [U]", True,

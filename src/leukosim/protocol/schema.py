@@ -663,6 +663,11 @@ class Target(StrictModel):
                            "calibrate")
         return self
 
+    @property
+    def role(self) -> str:
+        """How validation treats the target: "calibration" (fitted), "not fitted" (shown) or "prediction"."""
+        return "prediction" if self.out_of_sample else ("calibration" if self.calibrate else "not fitted")
+
 
 class Protocol(StrictModel):
     """A trial protocol: who is treated, how, what is measured and what counts as an event."""

@@ -123,10 +123,8 @@ def _baseline(table: pd.DataFrame) -> pd.DataFrame:
 
 def _targets_table(targets: pd.DataFrame) -> str:
     shown = targets[["arm", "target", "published", "reference_kind", "reference_low", "reference_high", "simulated",
-                     "simulated_ci_low", "simulated_ci_high", "n_simulated", "hit", "source"]].copy()
+                     "simulated_ci_low", "simulated_ci_high", "n_simulated", "hit", "source", "role"]].copy()
     shown["hit"] = [("hit" if h else "miss") if pd.notna(h) else "no interval" for h in shown["hit"]]
-    shown["role"] = ["prediction" if predicted else ("calibration" if fitted else "shown, not fitted")
-                     for fitted, predicted in zip(targets["calibrate"], targets["out_of_sample"])]
     text = _table(shown)
     return text.replace("<td>hit</td>", '<td class="hit">hit</td>').replace("<td>miss</td>",
                                                                           '<td class="miss">miss</td>')
